@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ResponsePortalConfig(AppConfig):
+    name = "responseportal"
+    verbose_name = "Organizations and memberships"

@@ -1,0 +1,64 @@
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from responseportal.models import Membership, Organization, Role
+
+DEMO_PASSWORD = "demo-password"
+ORGANIZATIONS = {"acme": "Acme Corporation", "globex": "Globex Corporation"}
+MEMBERSHIPS = [
+    ("operator", "acme", Role.OPERATOR),
+    ("operator", "globex", Role.OPERATOR),
+    ("acme-admin", "acme", Role.ADMIN),
+    ("acme-auditor", "acme", Role.AUDITOR),
+    ("globex-admin", "globex", Role.ADMIN),
+]
+
+
+class Command(BaseCommand):
+    help = (
+        "Create the demo organizations (acme, globex) and users (operator, acme-admin, "
+        f"acme-auditor, globex-admin; password {DEMO_PASSWORD!r}). Idempotent: what exists "
+        "is kept as it is. Refuses to run unless DEBUG is on or --force is given."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--force", action="store_true", help="Run even with DEBUG off (never in production)."
+        )
+
+    @transaction.atomic
+    def handle(self, *args, force: bool = False, **options) -> None:
+        if not (settings.DEBUG or force):
+            raise CommandError(
+                "seed_demo creates users with a well-known password; it runs only with "
+                "DEBUG=true, or with --force if you really mean it."
+            )
+        User = get_user_model()
+        organizations = {}
+        for slug, name in ORGANIZATIONS.items():
+            organizations[slug], created = Organization.objects.get_or_create(
+                slug=slug, defaults={"name": name}
+            )
+            if created:
+                self.stdout.write(f"Created organization {slug}.")
+        for username, slug, role in MEMBERSHIPS:
+            user, created = User.objects.get_or_create(username=username)
+            if created:
+                # set_password skips the validators on purpose: the demo password is only
+                # ever set here, behind the DEBUG guard above.
+                user.set_password(DEMO_PASSWORD)
+                user.save(update_fields=["password"])
+                self.stdout.write(f"Created user {username}.")
+            _, created = Membership.objects.get_or_create(
+                user=user, organization=organizations[slug], defaults={"role": role}
+            )
+            if created:
+                self.stdout.write(f"Made {username} {role.label.lower()} of {slug}.")
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo data ready: sign in as operator, acme-admin, acme-auditor or "
+                f"globex-admin with the password {DEMO_PASSWORD!r}."
+            )
+        )

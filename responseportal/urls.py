@@ -1,0 +1,19 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from . import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(redirect_authenticated_user=True),
+        name="login",
+    ),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("orgs/", views.org_list, name="org_list"),
+    path("orgs/<slug:slug>/", views.org_dashboard, name="org_dashboard"),
+    path("actions/", include("actions.urls")),
+    path("admin/", admin.site.urls),
+]

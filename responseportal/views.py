@@ -1,0 +1,52 @@
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+
+from actions.models import Category, ResponseAction
+
+from .access import get_membership
+from .models import Membership
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    """Where a user lands after signing in: their organization, or a chooser if several."""
+    memberships = list(Membership.objects.filter(user=request.user).select_related("organization"))
+    if len(memberships) == 1:
+        return redirect("org_dashboard", memberships[0].organization.slug)
+    return redirect("org_list")
+
+
+@login_required
+def org_list(request: HttpRequest) -> HttpResponse:
+    memberships = (
+        Membership.objects.filter(user=request.user)
+        .select_related("organization")
+        .order_by("organization__name")
+    )
+    return render(request, "responseportal/org_list.html", {"memberships": memberships})
+
+
+@login_required
+def org_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
+    membership = get_membership(request.user, slug)
+    organization = membership.organization
+    team = (
+        Membership.objects.filter(organization=organization)
+        .select_related("user")
+        .order_by("role", "user__username")
+    )
+    counts = {
+        category.label: ResponseAction.objects.filter(active=True, category=category).count()
+        for category in Category
+    }
+    return render(
+        request,
+        "responseportal/org_dashboard.html",
+        {
+            "membership": membership,
+            "organization": organization,
+            "team": team,
+            "action_counts": counts,
+        },
+    )
