@@ -1,0 +1,270 @@
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+from actions.models import Category, ResponseAction
+from responseportal.models import Organization
+
+
+def default_auto_approved_actions() -> list[str]:
+    """Every Critical and Recommended action: one click on the master switch enables them all."""
+    return list(
+        ResponseAction.objects.filter(
+            active=True, category__in=[Category.CRITICAL, Category.RECOMMENDED]
+        ).values_list("key", flat=True)
+    )
+
+
+class ScopeMode(models.TextChoices):
+    ALL = "all", "All endpoints (with optional exceptions)"
+    SELECTED = "selected", "Selected endpoints only"
+
+
+class ApprovalSettings(models.Model):
+    """An organization's rules for which requests run without a manual decision."""
+
+    organization = models.OneToOneField(
+        Organization, on_delete=models.CASCADE, related_name="approval_settings"
+    )
+    auto_approval_enabled = models.BooleanField("Enable automatic approval", default=False)
+    auto_approved_actions = models.JSONField(default=list, blank=True)
+    scope_mode = models.CharField(max_length=10, choices=ScopeMode.choices, default=ScopeMode.ALL)
+    scope_selected = models.JSONField(default=list, blank=True)
+    scope_exceptions = models.JSONField(default=list, blank=True)
+    pending_lifetime_hours = models.PositiveIntegerField(
+        "Pending requests expire after (hours)",
+        default=72,
+        validators=[MinValueValidator(1), MaxValueValidator(720)],
+    )
+    remote_shell_validity_hours = models.PositiveIntegerField(
+        "Remote shell sessions last (hours)",
+        default=4,
+        validators=[MinValueValidator(1), MaxValueValidator(24)],
+    )
+    notify_emails = models.JSONField(default=list, blank=True)
+    # Goes up by one on every save, so a form opened before someone else's change is refused.
+    version = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "approval settings"
+
+    def __str__(self) -> str:
+        return f"Approval settings of {self.organization}"
+
+    @classmethod
+    def for_organization(cls, organization: Organization) -> "ApprovalSettings":
+        """The organization's settings; the defaults, unsaved, until an admin first saves them."""
+        found = cls.objects.filter(organization=organization).first()
+        if found is None:
+            found = cls(
+                organization=organization, auto_approved_actions=default_auto_approved_actions()
+            )
+        return found
+
+    def in_scope(self, endpoint: str) -> bool:
+        if self.scope_mode == ScopeMode.SELECTED:
+            return endpoint in set(self.scope_selected)
+        return endpoint not in set(self.scope_exceptions)
+
+
+class ScriptLanguage(models.TextChoices):
+    POWERSHELL = "powershell", "PowerShell"
+    BASH = "bash", "Bash"
+
+
+class Script(models.Model):
+    """A script of the organization's library, which Run Remote Custom Script runs."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="scripts")
+    name = models.CharField(max_length=255)
+    language = models.CharField(max_length=12, choices=ScriptLanguage.choices)
+    content = models.TextField()
+    sha256 = models.CharField(max_length=64)
+    size = models.PositiveIntegerField()
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    uploaded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "name"], name="one_script_name_per_organization"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ApprovalMode(models.TextChoices):
+    NOT_REQUIRED = "not_required", "Approval not required"
+    AUTO = "auto", "Automatically approved"
+    MANUAL = "manual", "Manual approval"
+
+
+class RequestStatus(models.TextChoices):
+    PENDING = "pending", "Pending approval"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    EXPIRED = "expired", "Expired"
+    CANCELLED = "cancelled", "Cancelled"
+    QUEUED = "queued", "Queued"
+    IN_PROGRESS = "in_progress", "In progress"
+    SUCCESSFUL = "successful", "Successful"
+    PARTIALLY_SUCCESSFUL = "partially_successful", "Partially successful"
+    FAILED = "failed", "Failed"
+    TERMINATED = "terminated", "Terminated"
+
+
+class ActionRequest(models.Model):
+    """An operator's request to run one response action in one organization."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="requests"
+    )
+    action = models.ForeignKey(ResponseAction, on_delete=models.PROTECT, related_name="requests")
+    requester = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="action_requests"
+    )
+    parameters = models.JSONField(default=dict)
+    # The text operators and admins search: description or reason and the targets.
+    summary = models.TextField(blank=True)
+    approval_mode = models.CharField(max_length=20, choices=ApprovalMode.choices)
+    status = models.CharField(max_length=24, choices=RequestStatus.choices)
+    submitted_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="decided_requests",
+    )
+    decision_reason = models.TextField(blank=True)
+    # One per rendered form: a double click or a browser resubmit finds the first request.
+    submission_token = models.UUIDField(unique=True, null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-submitted_at", "-id"]
+        indexes = [
+            # The queue and the requests list: an organization's requests by status, newest first.
+            models.Index(
+                fields=["organization", "status", "-submitted_at"], name="request_org_status"
+            ),
+            # The requests list without a status filter.
+            models.Index(fields=["organization", "-submitted_at"], name="request_org_newest"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action.name} ({self.uuid})"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == RequestStatus.PENDING
+
+    def is_overdue(self, now=None) -> bool:
+        """Pending past its expiry time: it can no longer be approved, marked or not."""
+        now = now or timezone.now()
+        return self.is_pending and self.expires_at is not None and self.expires_at <= now
+
+    def shown_status(self) -> str:
+        if self.is_overdue():
+            return RequestStatus.EXPIRED.label
+        return self.get_status_display()
+
+    def waiting_for(self) -> timedelta:
+        return timezone.now() - self.submitted_at
+
+
+class TargetStatus(models.TextChoices):
+    WAITING = "waiting", "Waiting"
+    IN_PROGRESS = "in_progress", "In progress"
+    SUCCESSFUL = "successful", "Successful"
+    FAILED = "failed", "Failed"
+    TERMINATED = "terminated", "Terminated"
+    SKIPPED = "skipped", "Not run"
+
+
+class RequestTarget(models.Model):
+    """One endpoint, object or account a request acts on, with its own status."""
+
+    request = models.ForeignKey(ActionRequest, on_delete=models.CASCADE, related_name="targets")
+    position = models.PositiveIntegerField()
+    kind = models.CharField(max_length=20)
+    value = models.CharField(max_length=2100)
+    status = models.CharField(
+        max_length=20, choices=TargetStatus.choices, default=TargetStatus.WAITING
+    )
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["request", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["request", "position"], name="one_target_per_position")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.value}"
+
+
+class Source(models.TextChoices):
+    WEB = "web", "Web"
+    EMAIL = "email", "E-mail link"
+    SYSTEM = "system", "System"
+
+
+class AuditEvent(models.Model):
+    """One thing someone (or the system) did, recorded in the same transaction as the change."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="audit_events"
+    )
+    timestamp = models.DateTimeField(default=timezone.now)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    actor_username = models.CharField(max_length=150, blank=True)
+    role = models.CharField(max_length=20, blank=True)
+    verb = models.CharField(max_length=64)
+    request = models.ForeignKey(
+        ActionRequest, on_delete=models.PROTECT, null=True, blank=True, related_name="events"
+    )
+    action_key = models.CharField(max_length=60, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.WEB)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-timestamp", "-id"]
+        indexes = [
+            # A request's timeline.
+            models.Index(fields=["request", "timestamp"], name="audit_request_time"),
+            # An organization's log, newest first.
+            models.Index(fields=["organization", "-timestamp", "-id"], name="audit_org_newest"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.timestamp:%Y-%m-%d %H:%M:%S} {self.actor_username or 'system'} {self.verb}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValidationError("Audit events are append-only: an event cannot be changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValidationError("Audit events are append-only: an event cannot be deleted.")
