@@ -1,0 +1,107 @@
+"""The decision rule, combination by combination (DESIGN §3–§4)."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from approvals.decision import AUTO_APPROVAL_REQUIRED_MESSAGE, decide
+from approvals.models import ApprovalMode, ApprovalSettings, ScopeMode
+
+NOT_REQUIRED = SimpleNamespace(
+    key="link_workbench_alert", category="not_required", needs_auto_approval=False
+)
+ISOLATE = SimpleNamespace(key="isolate_endpoint", category="critical", needs_auto_approval=False)
+SHELL = SimpleNamespace(key="start_remote_shell", category="recommended", needs_auto_approval=False)
+OSQUERY = SimpleNamespace(key="run_osquery", category="recommended", needs_auto_approval=True)
+
+AUTO, MANUAL, NONE, REFUSED = (
+    ApprovalMode.AUTO,
+    ApprovalMode.MANUAL,
+    ApprovalMode.NOT_REQUIRED,
+    None,
+)
+
+
+def settings(master: bool, ticked: bool, action_key: str) -> ApprovalSettings:
+    return ApprovalSettings(
+        auto_approval_enabled=master,
+        auto_approved_actions=[action_key, "scan_for_malware"] if ticked else ["scan_for_malware"],
+        scope_mode=ScopeMode.ALL,
+        scope_exceptions=["db-01.acme.test"],
+    )
+
+
+IN_SCOPE = ["web-01.acme.test", "10.0.0.5"]
+OUT_OF_SCOPE = ["web-01.acme.test", "db-01.acme.test"]
+
+# action, master switch, action ticked, endpoints, expected mode
+TABLE = [
+    # Approval not required: always runs, whatever the settings and the scope.
+    *[
+        (NOT_REQUIRED, master, ticked, endpoints, NONE)
+        for master in (True, False)
+        for ticked in (True, False)
+        for endpoints in (IN_SCOPE, OUT_OF_SCOPE)
+    ],
+    # Critical and Recommended: auto only with the switch on, the action ticked, all in scope.
+    (ISOLATE, True, True, IN_SCOPE, AUTO),
+    (ISOLATE, True, True, OUT_OF_SCOPE, MANUAL),
+    (ISOLATE, True, False, IN_SCOPE, MANUAL),
+    (ISOLATE, True, False, OUT_OF_SCOPE, MANUAL),
+    (ISOLATE, False, True, IN_SCOPE, MANUAL),
+    (ISOLATE, False, True, OUT_OF_SCOPE, MANUAL),
+    (ISOLATE, False, False, IN_SCOPE, MANUAL),
+    (ISOLATE, False, False, OUT_OF_SCOPE, MANUAL),
+    (SHELL, True, True, IN_SCOPE, AUTO),
+    (SHELL, False, True, IN_SCOPE, MANUAL),
+    # Needs auto-approval: refused wherever it would otherwise wait for a decision.
+    (OSQUERY, True, True, IN_SCOPE, AUTO),
+    (OSQUERY, True, True, OUT_OF_SCOPE, REFUSED),
+    (OSQUERY, True, False, IN_SCOPE, REFUSED),
+    (OSQUERY, True, False, OUT_OF_SCOPE, REFUSED),
+    (OSQUERY, False, True, IN_SCOPE, REFUSED),
+    (OSQUERY, False, True, OUT_OF_SCOPE, REFUSED),
+    (OSQUERY, False, False, IN_SCOPE, REFUSED),
+    (OSQUERY, False, False, OUT_OF_SCOPE, REFUSED),
+]
+
+
+@pytest.mark.parametrize("action,master,ticked,endpoints,expected", TABLE)
+def test_decision_table(action, master, ticked, endpoints, expected):
+    decision = decide(action, settings(master, ticked, action.key), endpoints)
+    assert decision.mode == expected
+    assert decision.refused is (expected is None)
+    if expected is None:
+        assert decision.refusal.startswith(AUTO_APPROVAL_REQUIRED_MESSAGE)
+
+
+def test_refusal_is_the_sentence_of_the_catalog():
+    decision = decide(OSQUERY, settings(False, True, OSQUERY.key), IN_SCOPE)
+    assert decision.refusal == (
+        "Auto-approval must be enabled in order to use this response action."
+    )
+
+
+def test_refusal_names_the_endpoints_outside_the_scope():
+    decision = decide(OSQUERY, settings(True, True, OSQUERY.key), OUT_OF_SCOPE)
+    assert decision.out_of_scope == ("db-01.acme.test",)
+    assert "db-01.acme.test" in decision.refusal
+
+
+def test_selected_scope_sends_unlisted_endpoints_to_an_admin():
+    selected = ApprovalSettings(
+        auto_approval_enabled=True,
+        auto_approved_actions=["isolate_endpoint"],
+        scope_mode=ScopeMode.SELECTED,
+        scope_selected=["web-01.acme.test"],
+        scope_exceptions=["web-01.acme.test"],  # ignored in selected mode
+    )
+    assert decide(ISOLATE, selected, ["web-01.acme.test"]).mode == AUTO
+    decision = decide(ISOLATE, selected, ["web-01.acme.test", "web-02.acme.test"])
+    assert decision.mode == MANUAL
+    assert decision.out_of_scope == ("web-02.acme.test",)
+
+
+def test_actions_without_endpoints_follow_the_switch_alone():
+    assert decide(ISOLATE, settings(True, True, ISOLATE.key), []).mode == AUTO
+    assert decide(ISOLATE, settings(False, True, ISOLATE.key), []).mode == MANUAL
