@@ -72,14 +72,14 @@ _WRITES = (
 )
 
 
-def _shown(value: str, limit: int = 80) -> str:
+def shown(value: str, limit: int = 80) -> str:
     """The value as it can be quoted in a message: invisible characters escaped, long values cut."""
     text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in value[:limit])
     return text + "…" if len(value) > limit else text
 
 
 def _invalid(value: str, what: str, expected: str) -> ValidationError:
-    return ValidationError(f"`{_shown(value)}` is not {what}: expected {expected}.", code="invalid")
+    return ValidationError(f"`{shown(value)}` is not {what}: expected {expected}.", code="invalid")
 
 
 def _has_control_characters(value: str) -> bool:
@@ -362,6 +362,16 @@ def validate_cve_ids(text: str) -> list[str]:
     )
 
 
+def validate_urls(text: str) -> list[str]:
+    """http or https URLs, one per line, without repeats."""
+    return _validate_list(
+        _numbered_lines(text),
+        validate_url,
+        plural="URLs",
+        empty_message="Enter at least one URL, one per line.",
+    )
+
+
 def validate_message_id(value: str) -> str:
     """An RFC 5322 Message-ID such as <id@host>."""
     value = value.strip()
@@ -514,7 +524,7 @@ def validate_osquery(query: str) -> str:
         statements = [s for s in sqlglot.parse(query, read="sqlite") if s is not None]
     except sqlglot.errors.SqlglotError as error:
         raise ValidationError(
-            f"`{_shown(query)}` is not valid SQL: {_parse_error_text(error)}; "
+            f"`{shown(query)}` is not valid SQL: {_parse_error_text(error)}; "
             f"expected {_QUERY_EXPECTED}.",
             code="invalid",
         ) from None

@@ -438,20 +438,26 @@ def upload_script(
     context: AuditContext = SYSTEM,
 ) -> Script:
     """Add a script to the organization's library, stored with its SHA-256."""
+    duplicate = TransitionRefused(f"The library already has a script named `{name}`.")
     with transaction.atomic():
         role = _role_of(actor, organization, {Role.OPERATOR}, "upload scripts")
         if Script.objects.filter(organization=organization, name=name).exists():
-            raise TransitionRefused(f"The library already has a script named `{name}`.")
+            raise duplicate
         encoded = content.encode()
-        script = Script.objects.create(
-            organization=organization,
-            name=name,
-            language=language,
-            content=content,
-            sha256=hashlib.sha256(encoded).hexdigest(),
-            size=len(encoded),
-            uploaded_by=actor,
-        )
+        try:
+            # Two uploads of one name at once: the unique constraint decides, as a refusal.
+            with transaction.atomic():
+                script = Script.objects.create(
+                    organization=organization,
+                    name=name,
+                    language=language,
+                    content=content,
+                    sha256=hashlib.sha256(encoded).hexdigest(),
+                    size=len(encoded),
+                    uploaded_by=actor,
+                )
+        except IntegrityError:
+            raise duplicate from None
         record(
             organization,
             "script.uploaded",

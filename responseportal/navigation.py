@@ -18,6 +18,11 @@ class NavItem:
 
 NAV_ITEMS = (
     NavItem("Dashboard", "org_dashboard"),
+    NavItem("New request", "request_chooser", frozenset({Role.OPERATOR})),
+    NavItem("Requests", "request_list"),
+    NavItem("Pending queue", "queue", frozenset({Role.ADMIN})),
+    NavItem("Approval settings", "approval_settings"),
+    NavItem("Scripts", "script_library"),
     NavItem("Actions catalog", "catalog", in_organization=False),
 )
 

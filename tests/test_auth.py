@@ -77,10 +77,25 @@ def test_sign_in_without_csrf_token_is_refused(csrf_client, operator):
     assert response.status_code == 403
 
 
-def test_navigation_shows_the_pages_of_the_current_organization(operator):
-    response = client_for(operator).get(reverse("org_dashboard", args=["acme"]))
-    labels = [item["label"] for item in response.context["nav_items"]]
-    assert labels == ["Dashboard", "Actions catalog"]
+@pytest.mark.parametrize(
+    "who,labels",
+    [
+        (
+            "operator",
+            ["Dashboard", "New request", "Requests", "Approval settings", "Scripts"],
+        ),
+        ("admin", ["Dashboard", "Requests", "Pending queue", "Approval settings", "Scripts"]),
+        ("auditor", ["Dashboard", "Requests", "Approval settings", "Scripts"]),
+    ],
+)
+def test_navigation_shows_only_what_the_role_may_use(cast, who, labels):
+    response = client_for(cast[who]).get(reverse("org_dashboard", args=["acme"]))
+    assert [item["label"] for item in response.context["nav_items"]] == [
+        *labels,
+        "Actions catalog",
+    ]
+    for item in response.context["nav_items"]:
+        assert client_for(cast[who]).get(item["url"]).status_code == 200, item
     assert "Administration" not in response.content.decode()
 
 

@@ -1,0 +1,442 @@
+"""The approval settings form, and the import of endpoint lists from CSV files."""
+
+import csv
+import io
+import re
+import uuid
+from collections.abc import Iterator, Sequence
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.core.validators import EmailValidator
+
+from actions.models import Category, ResponseAction
+from actions.validators import MAX_LISTED_ERRORS, shown, validate_endpoint
+
+from .models import ApprovalSettings, ScopeMode
+from .services import SCOPE_LISTS, SETTINGS_FIELDS, settings_problem
+
+MAX_CSV_BYTES = 1_048_576
+MAX_SCOPE_ENDPOINTS = 10_000
+MAX_NOTIFY_EMAILS = 20
+CSV_HEADERS = frozenset({"hostname", "endpoint", "ip", "host"})
+# Lists up to this long are shown at once; longer ones behind a <details> summary.
+SHOWN_ENDPOINTS = 20
+
+NOT_UTF8 = (
+    "The file is not UTF-8 text: save it from your spreadsheet as “CSV UTF-8” and import it again."
+)
+_SCOPE_ENDPOINT_EXPECTED = (
+    "a hostname such as web-01.example.com or an IP address such as 192.0.2.10"
+)
+# Notification addresses go to real mailboxes; Django allows `localhost` by default.
+_EMAIL_VALIDATOR = EmailValidator(allowlist=[])
+
+
+def _is_guid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _scope_endpoint(value: str) -> str:
+    """A hostname or an IP address in canonical form; agent GUIDs are refused."""
+    if _is_guid(value):
+        raise ValidationError(
+            f"`{shown(value)}` is an agent GUID: scope lists take hostnames or IP addresses."
+        )
+    try:
+        return validate_endpoint(value)
+    except ValidationError:
+        raise ValidationError(
+            f"`{shown(value)}` is not a hostname or an IP address: "
+            f"expected {_SCOPE_ENDPOINT_EXPECTED}."
+        ) from None
+
+
+def _rows(text: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number where the row starts, stripped cells) of every CSV row."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    start = 1
+    for row in reader:
+        yield start, [cell.strip() for cell in row]
+        start = reader.line_num + 1
+
+
+def parse_endpoint_csv(data: bytes) -> list[str]:
+    """The endpoints of a CSV file, one hostname or IP address per row, canonical and unique.
+
+    The file is refused whole (ValidationError) when anything in it is wrong: the message
+    names each bad row by its line number.
+    """
+    if len(data) >= MAX_CSV_BYTES:
+        raise ValidationError(
+            f"The file is {len(data):,} bytes: expected less than 1 MB ({MAX_CSV_BYTES:,} bytes).",
+            code="too_large",
+        )
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValidationError(NOT_UTF8, code="not_utf8") from None
+    # UTF-16 text of ASCII characters decodes as UTF-8 with a NUL after every character.
+    if "\x00" in text:
+        raise ValidationError(NOT_UTF8, code="not_utf8")
+
+    endpoints: dict[str, None] = {}
+    errors: list[str] = []
+    # Each distinct value is checked once: a file may repeat one value many thousand times.
+    checked: dict[str, str | ValidationError] = {}
+    first = True
+    try:
+        for number, cells in _rows(text):
+            values = [cell for cell in cells if cell]
+            if not values:
+                continue
+            if first and len(values) == 1 and cells[0].lower() in CSV_HEADERS:
+                first = False
+                continue
+            first = False
+            if len(values) > 1:
+                errors.append(
+                    f"Line {number}: {len(values)} values in one row: expected one hostname "
+                    "or IP address per row, in the first column."
+                )
+            elif not cells[0]:
+                errors.append(
+                    f"Line {number}: the first column is empty: expected the hostname "
+                    "or IP address there."
+                )
+            else:
+                if cells[0] not in checked:
+                    try:
+                        checked[cells[0]] = _scope_endpoint(cells[0])
+                    except ValidationError as error:
+                        checked[cells[0]] = error
+                outcome = checked[cells[0]]
+                if isinstance(outcome, ValidationError):
+                    errors.extend(f"Line {number}: {message}" for message in outcome.messages)
+                else:
+                    endpoints.setdefault(outcome)
+    except csv.Error as error:
+        raise ValidationError(
+            f"The file is not readable as CSV: {error}.", code="invalid"
+        ) from None
+
+    if errors:
+        shown = errors[:MAX_LISTED_ERRORS]
+        if len(errors) > MAX_LISTED_ERRORS:
+            shown.append(f"… and {len(errors) - MAX_LISTED_ERRORS} more bad rows.")
+        raise ValidationError(
+            [
+                f"Nothing was imported: {len(errors):,} "
+                f"{'row is' if len(errors) == 1 else 'rows are'} not valid. "
+                "Correct the file and import it again.",
+                *shown,
+            ],
+            code="invalid",
+        )
+    if not endpoints:
+        raise ValidationError(
+            "The file has no endpoints: expected one hostname or IP address per row.",
+            code="empty",
+        )
+    if len(endpoints) > MAX_SCOPE_ENDPOINTS:
+        raise ValidationError(
+            f"The file lists {len(endpoints):,} endpoints: "
+            f"expected at most {MAX_SCOPE_ENDPOINTS:,}.",
+            code="too_many",
+        )
+    return list(endpoints)
+
+
+def _hours_field(label: str, *, maximum: int, default: int, help_text: str) -> forms.IntegerField:
+    expected = f"a whole number of hours from 1 to {maximum}"
+    return forms.IntegerField(
+        label=label,
+        min_value=1,
+        max_value=maximum,
+        initial=default,
+        help_text=help_text,
+        error_messages={
+            "required": f"Enter {expected}.",
+            "invalid": f"Enter {expected}.",
+            "min_value": f"Expected at least 1 hour: enter {expected}.",
+            "max_value": f"Expected at most {maximum} hours: enter {expected}.",
+        },
+    )
+
+
+def _csv_field(label: str, help_text: str) -> forms.FileField:
+    return forms.FileField(
+        label=label,
+        required=False,
+        help_text=help_text,
+        widget=forms.FileInput(attrs={"accept": ".csv,text/csv"}),
+    )
+
+
+class ApprovalSettingsForm(forms.Form):
+    """An organization's approval settings; read-only (every field disabled) unless `editable`."""
+
+    auto_approval_enabled = forms.BooleanField(
+        label="Enable automatic approval",
+        required=False,
+        help_text=(
+            "On: the actions ticked below run at once for endpoints in scope. Off: every "
+            "Critical and Recommended action waits for an admin's decision."
+        ),
+    )
+    auto_approved_actions = forms.MultipleChoiceField(
+        label="Actions approved automatically",
+        required=False,
+        widget=forms.CheckboxSelectMultiple(attrs={"class": "form-check-input"}),
+        help_text=(
+            "Used only while automatic approval is on; with it off, your ticks are kept "
+            "for when you turn it on again."
+        ),
+        error_messages={"invalid_choice": "`%(value)s` is not an action of the catalog."},
+    )
+    scope_mode = forms.ChoiceField(
+        label="Endpoint scope",
+        choices=ScopeMode.choices,
+        widget=forms.RadioSelect,
+        help_text="A request for an endpoint outside the scope always waits for an admin.",
+    )
+    scope_selected_csv = _csv_field(
+        "Import selected endpoints (CSV)",
+        "One hostname or IP address per row, optionally under a header row `hostname`; "
+        "UTF-8, under 1 MB, at most 10,000 endpoints. The file replaces the current list.",
+    )
+    clear_scope_selected = forms.BooleanField(
+        label="Remove all selected endpoints",
+        required=False,
+        help_text="Empties the list of selected endpoints when you save.",
+    )
+    scope_exceptions_csv = _csv_field(
+        "Import exceptions (CSV)",
+        "Endpoints excluded from all endpoints, in the same format: one hostname or IP "
+        "address per row. The file replaces the current list.",
+    )
+    clear_scope_exceptions = forms.BooleanField(
+        label="Remove all exceptions",
+        required=False,
+        help_text="Empties the list of exceptions when you save.",
+    )
+    pending_lifetime_hours = _hours_field(
+        "Pending requests expire after (hours)",
+        maximum=720,
+        default=72,
+        help_text=(
+            "A request nobody decides within this time expires: it is rejected, never run. "
+            "From 1 to 720 hours (30 days)."
+        ),
+    )
+    remote_shell_validity_hours = _hours_field(
+        "Remote shell sessions last (hours)",
+        maximum=24,
+        default=4,
+        help_text=(
+            "How long an approved remote shell session stays open, unless an admin ends it "
+            "earlier. From 1 to 24 hours."
+        ),
+    )
+    notify_emails = forms.CharField(
+        label="Also notify",
+        required=False,
+        strip=False,  # keep leading blank lines, so that errors name the line the admin sees
+        max_length=10_000,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text=(
+            "Extra e-mail addresses, one per line, at most 20. The organization's admins are "
+            "always notified."
+        ),
+    )
+    version = forms.IntegerField(
+        widget=forms.HiddenInput,
+        min_value=0,
+        error_messages={
+            "required": "The form is missing its version: reload the page and save again.",
+            "invalid": "The form's version is not valid: reload the page and save again.",
+            "min_value": "The form's version is not valid: reload the page and save again.",
+        },
+    )
+
+    def __init__(
+        self,
+        *args,
+        settings: ApprovalSettings,
+        actions: Sequence[ResponseAction],
+        editable: bool = True,
+        **kwargs,
+    ):
+        kwargs.setdefault(
+            "initial",
+            {
+                "auto_approval_enabled": settings.auto_approval_enabled,
+                "auto_approved_actions": settings.auto_approved_actions,
+                "scope_mode": settings.scope_mode,
+                "pending_lifetime_hours": settings.pending_lifetime_hours,
+                "remote_shell_validity_hours": settings.remote_shell_validity_hours,
+                "notify_emails": "\n".join(settings.notify_emails),
+                "version": settings.version,
+            },
+        )
+        super().__init__(*args, **kwargs)
+        self.settings = settings
+        self.actions = list(actions)
+        self.fields["auto_approved_actions"].choices = [
+            (action.key, action.name) for action in self.actions
+        ]
+        if not editable:
+            for field in self.fields.values():
+                field.disabled = True
+
+    def clean_auto_approved_actions(self) -> list[str]:
+        # In catalog order, so that the same ticks always compare equal to the stored list.
+        ticked = set(self.cleaned_data["auto_approved_actions"])
+        return [action.key for action in self.actions if action.key in ticked]
+
+    def clean_scope_selected_csv(self) -> list[str] | None:
+        return self._endpoints_from("scope_selected_csv")
+
+    def clean_scope_exceptions_csv(self) -> list[str] | None:
+        return self._endpoints_from("scope_exceptions_csv")
+
+    def _endpoints_from(self, name: str) -> list[str] | None:
+        upload = self.cleaned_data.get(name)
+        if not upload:
+            return None
+        # Refused before reading, so a huge upload is never loaded into memory.
+        if upload.size >= MAX_CSV_BYTES:
+            raise ValidationError(
+                f"The file is {upload.size:,} bytes: "
+                f"expected less than 1 MB ({MAX_CSV_BYTES:,} bytes).",
+                code="too_large",
+            )
+        return parse_endpoint_csv(upload.read())
+
+    def clean_notify_emails(self) -> list[str]:
+        addresses: dict[str, None] = {}
+        errors = []
+        lines = re.split(r"\r\n|\r|\n", self.cleaned_data["notify_emails"])
+        for number, line in enumerate(lines, start=1):
+            address = line.strip()
+            if not address:
+                continue
+            try:
+                _EMAIL_VALIDATOR(address)
+            except ValidationError:
+                errors.append(
+                    f"Line {number}: `{shown(address)}` is not an e-mail address: "
+                    "expected one address per line, such as soc@example.com."
+                )
+            else:
+                addresses.setdefault(address.lower())
+        if errors:
+            raise ValidationError(errors, code="invalid")
+        if len(addresses) > MAX_NOTIFY_EMAILS:
+            raise ValidationError(
+                f"You entered {len(addresses)} addresses: expected at most {MAX_NOTIFY_EMAILS}.",
+                code="too_many",
+            )
+        return list(addresses)
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        for name in SCOPE_LISTS:
+            if cleaned.get(f"{name}_csv") is not None and cleaned.get(f"clear_{name}"):
+                self.add_error(
+                    f"clear_{name}",
+                    "Either import a file or remove all endpoints, not both: the file "
+                    "replaces the list anyway.",
+                )
+        if "auto_approval_enabled" in cleaned and "auto_approved_actions" in cleaned:
+            problem = settings_problem(
+                ApprovalSettings(
+                    auto_approval_enabled=cleaned["auto_approval_enabled"],
+                    auto_approved_actions=cleaned["auto_approved_actions"],
+                )
+            )
+            if problem:
+                self.add_error("auto_approved_actions", problem)
+        selected_known = not {"scope_selected_csv", "clear_scope_selected"} & self.errors.keys()
+        if "scope_mode" in cleaned and selected_known:
+            selected = self.replaced_lists().get("scope_selected", self.settings.scope_selected)
+            problem = settings_problem(
+                ApprovalSettings(scope_mode=cleaned["scope_mode"], scope_selected=selected)
+            )
+            if problem:
+                self.add_error("scope_mode", problem)
+        return cleaned
+
+    def replaced_lists(self) -> dict[str, list[str]]:
+        """The endpoint lists this submission replaces: by an imported file, or emptied."""
+        replaced = {}
+        for name in SCOPE_LISTS:
+            imported = self.cleaned_data.get(f"{name}_csv")
+            if imported is not None:
+                replaced[name] = imported
+            elif self.cleaned_data.get(f"clear_{name}"):
+                replaced[name] = []
+        return replaced
+
+    def values(self) -> dict:
+        """The new settings, as `services.update_approval_settings` takes them."""
+        return {
+            **{name: self.cleaned_data[name] for name in SETTINGS_FIELDS},
+            **self.replaced_lists(),
+        }
+
+    def action_groups(self) -> list[dict]:
+        """The action checkboxes, under one heading per category."""
+        checkboxes = {
+            checkbox.data["value"]: checkbox for checkbox in self["auto_approved_actions"]
+        }
+        return [
+            {
+                "category": category,
+                "heading": heading,
+                "choices": [
+                    {"checkbox": checkboxes[action.key], "action": action}
+                    for action in self.actions
+                    if action.category == category
+                ],
+            }
+            for category, heading in (
+                (Category.CRITICAL, "Critical actions"),
+                (Category.RECOMMENDED, "Recommended actions"),
+            )
+        ]
+
+    def scope_lists(self) -> list[dict]:
+        """The current endpoint lists, each with its import and remove-all fields."""
+        return [
+            {
+                "name": name,
+                "title": title,
+                "explanation": explanation,
+                "endpoints": "\n".join(endpoints),
+                "count": len(endpoints),
+                "folded": len(endpoints) > SHOWN_ENDPOINTS,
+                "rows": min(max(len(endpoints), 2), 10),
+                "upload": self[f"{name}_csv"],
+                "clear": self[f"clear_{name}"],
+            }
+            for name, title, explanation, endpoints in (
+                (
+                    "scope_selected",
+                    "Selected endpoints",
+                    "With “Selected endpoints only”, only these endpoints can be approved "
+                    "automatically.",
+                    self.settings.scope_selected,
+                ),
+                (
+                    "scope_exceptions",
+                    "Exceptions",
+                    "With “All endpoints”, these endpoints always wait for an admin's decision.",
+                    self.settings.scope_exceptions,
+                ),
+            )
+        ]

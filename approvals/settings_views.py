@@ -1,0 +1,63 @@
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from actions.models import Category, ResponseAction
+from responseportal.access import get_membership
+from responseportal.models import Role
+
+from . import services
+from .audit import AuditContext
+from .models import ApprovalSettings
+from .settings_forms import ApprovalSettingsForm
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def approval_settings(request: HttpRequest, slug: str) -> HttpResponse:
+    """Every member sees the organization's approval settings; only its admins change them."""
+    posted = request.method == "POST"
+    membership = get_membership(request.user, slug, roles=[Role.ADMIN] if posted else None)
+    organization = membership.organization
+    editable = membership.role == Role.ADMIN
+    current = ApprovalSettings.for_organization(organization)
+    actions = ResponseAction.objects.filter(
+        active=True, category__in=[Category.CRITICAL, Category.RECOMMENDED]
+    ).order_by("position")
+    if posted:
+        form = ApprovalSettingsForm(
+            request.POST, request.FILES, settings=current, actions=actions, editable=editable
+        )
+        if form.is_valid():
+            version = form.cleaned_data["version"]
+            try:
+                saved = services.update_approval_settings(
+                    organization,
+                    actor=request.user,
+                    values=form.values(),
+                    version=version,
+                    context=AuditContext.from_request(request),
+                )
+            except services.TransitionRefused as refusal:
+                form.add_error(None, refusal.message)
+            else:
+                changed = saved.version != version
+                messages.success(
+                    request, "Approval settings saved." if changed else "Nothing changed."
+                )
+                return redirect("approval_settings", slug)
+    else:
+        form = ApprovalSettingsForm(settings=current, actions=actions, editable=editable)
+    return render(
+        request,
+        "approvals/approval_settings.html",
+        {
+            "organization": organization,
+            "membership": membership,
+            "settings": current,
+            "form": form,
+            "editable": editable,
+        },
+    )

@@ -1,0 +1,16 @@
+from django.urls import path
+
+from . import script_views, settings_views, views
+
+urlpatterns = [
+    path("requests/", views.request_list, name="request_list"),
+    path("requests/new/", views.request_chooser, name="request_chooser"),
+    path("requests/new/<slug:key>/", views.new_request, name="new_request"),
+    path("requests/<uuid:uuid>/", views.request_detail, name="request_detail"),
+    path("requests/<uuid:uuid>/approve/", views.approve, name="request_approve"),
+    path("requests/<uuid:uuid>/reject/", views.reject, name="request_reject"),
+    path("requests/<uuid:uuid>/cancel/", views.cancel, name="request_cancel"),
+    path("queue/", views.queue, name="queue"),
+    path("settings/approval/", settings_views.approval_settings, name="approval_settings"),
+    path("scripts/", script_views.script_library, name="script_library"),
+]

@@ -1,0 +1,371 @@
+import uuid as uuid_module
+from itertools import groupby
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count, Prefetch, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods, require_POST
+
+from actions.forms import form_for
+from actions.models import CATEGORY_ORDER, Category, ResponseAction
+from responseportal.access import get_membership, get_request_for
+from responseportal.models import Role
+
+from . import services
+from .audit import AuditContext
+from .decision import decide
+from .models import ActionRequest, ApprovalMode, ApprovalSettings, RequestStatus, RequestTarget
+
+PAGE_SIZE = 50
+SHOWN_TARGETS = 3
+
+
+@login_required
+def request_chooser(request: HttpRequest, slug: str) -> HttpResponse:
+    """The actions an operator can request for this organization, grouped like the catalog."""
+    membership = get_membership(request.user, slug, roles=[Role.OPERATOR])
+    settings = ApprovalSettings.for_organization(membership.organization)
+    actions = sorted(
+        ResponseAction.objects.filter(active=True),
+        key=lambda action: (CATEGORY_ORDER[action.category], action.position),
+    )
+    groups = [
+        {
+            "category": Category(category),
+            "actions": [(action, decide(action, settings, [])) for action in members],
+        }
+        for category, members in groupby(actions, key=lambda action: action.category)
+    ]
+    return render(
+        request,
+        "approvals/request_chooser.html",
+        {"membership": membership, "organization": membership.organization, "groups": groups},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def new_request(request: HttpRequest, slug: str, key: str) -> HttpResponse:
+    membership = get_membership(request.user, slug, roles=[Role.OPERATOR])
+    organization = membership.organization
+    action = get_object_or_404(ResponseAction, key=key, active=True)
+    form = form_for(action.key)(
+        request.POST or None, request.FILES or None, organization=organization
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            created = services.submit_request(
+                organization,
+                action,
+                actor=request.user,
+                parameters=form.parameters(),
+                targets=form.targets(),
+                endpoints=form.endpoints(),
+                summary=form.summary(),
+                submission_token=form.cleaned_data["submission_token"],
+                context=AuditContext.from_request(request),
+            )
+        except services.SubmissionRefused as refusal:
+            form.add_error(None, refusal.message)
+        else:
+            messages.success(request, _submitted_message(created))
+            return redirect("request_detail", slug, created.uuid)
+    settings = ApprovalSettings.for_organization(organization)
+    return render(
+        request,
+        "approvals/new_request.html",
+        {
+            "membership": membership,
+            "organization": organization,
+            "action": action,
+            "form": form,
+            "expected": decide(action, settings, []),
+        },
+    )
+
+
+def _submitted_message(created: ActionRequest) -> str:
+    if created.approval_mode == ApprovalMode.MANUAL:
+        return (
+            f"Request submitted. It waits for a decision by {created.organization.name}'s admins."
+        )
+    return f"Request submitted and {created.get_approval_mode_display().lower()}."
+
+
+class RequestFilter(forms.Form):
+    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *RequestStatus.choices])
+    action = forms.ChoiceField(required=False)
+    q = forms.CharField(required=False, max_length=200, label="Search")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["action"].choices = [
+            ("", "Any action"),
+            *ResponseAction.objects.filter(active=True).values_list("key", "name"),
+        ]
+
+    def apply(self, requests):
+        if not self.is_valid():
+            return requests
+        data = self.cleaned_data
+        if data["status"]:
+            requests = requests.filter(status=data["status"])
+        if data["action"]:
+            requests = requests.filter(action__key=data["action"])
+        if data["q"]:
+            requests = requests.filter(
+                Q(summary__icontains=data["q"]) | Q(targets__value__icontains=data["q"])
+            ).distinct()
+        return requests
+
+
+def _listing(organization):
+    return (
+        ActionRequest.objects.filter(organization=organization)
+        .select_related("action", "requester", "decided_by")
+        .annotate(target_count=Count("targets"))
+        .prefetch_related(
+            Prefetch(
+                "targets",
+                queryset=RequestTarget.objects.order_by("position")[:SHOWN_TARGETS],
+                to_attr="first_targets",
+            )
+        )
+    )
+
+
+def _page(request: HttpRequest, requests):
+    return Paginator(requests, PAGE_SIZE).get_page(request.GET.get("page"))
+
+
+@login_required
+def request_list(request: HttpRequest, slug: str) -> HttpResponse:
+    membership = get_membership(request.user, slug)
+    filters = RequestFilter(request.GET or None)
+    requests = filters.apply(_listing(membership.organization)).order_by("-submitted_at", "-id")
+    return render(
+        request,
+        "approvals/request_list.html",
+        {
+            "membership": membership,
+            "organization": membership.organization,
+            "filters": filters,
+            "page": _page(request, requests),
+        },
+    )
+
+
+@login_required
+def request_detail(request: HttpRequest, slug: str, uuid: uuid_module.UUID) -> HttpResponse:
+    membership, action_request = get_request_for(request.user, slug, uuid)
+    is_requester = action_request.requester_id == request.user.pk
+    return render(
+        request,
+        "approvals/request_detail.html",
+        {
+            "membership": membership,
+            "organization": membership.organization,
+            "req": action_request,
+            "parameters": _parameter_rows(action_request),
+            "targets": action_request.targets.all(),
+            "events": action_request.events.order_by("timestamp", "id"),
+            "can_decide": (
+                membership.role == Role.ADMIN
+                and not is_requester
+                and action_request.is_pending
+                and not action_request.is_overdue()
+            ),
+            "can_cancel": is_requester and action_request.is_pending,
+            "is_requester": is_requester,
+        },
+    )
+
+
+def _parameter_rows(action_request: ActionRequest) -> list[dict]:
+    """The request's parameters as label and text, in the order of the action's form."""
+    rows = []
+    for parameter in action_request.action.parameters:
+        value = action_request.parameters.get(parameter["name"])
+        if value in (None, "", []):
+            continue
+        if isinstance(value, list):
+            text = "\n".join(
+                f"{item['type']}:{item['value']}" if isinstance(item, dict) else str(item)
+                for item in value
+            )
+        elif isinstance(value, dict):
+            text = "\n".join(f"{k}: {v}" for k, v in value.items() if k != "source")
+        else:
+            text = str(value)
+        rows.append(
+            {
+                "label": parameter["label"],
+                "name": parameter["name"],
+                "text": text,
+                "source": value.get("source", "") if isinstance(value, dict) else "",
+            }
+        )
+    return rows
+
+
+def _back(request: HttpRequest, default: str) -> HttpResponse:
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(target)
+    return redirect(default)
+
+
+@login_required
+@require_POST
+def approve(request: HttpRequest, slug: str, uuid: uuid_module.UUID) -> HttpResponse:
+    _, action_request = get_request_for(request.user, slug, uuid, roles=[Role.ADMIN])
+    try:
+        services.approve_request(
+            action_request.pk,
+            actor=request.user,
+            comment=request.POST.get("comment", ""),
+            context=AuditContext.from_request(request),
+        )
+    except services.TransitionRefused as refusal:
+        messages.error(request, refusal.message)
+    else:
+        messages.success(request, f"Approved: {action_request.action.name}.")
+    return _back(request, action_request_url(slug, action_request))
+
+
+@login_required
+@require_POST
+def reject(request: HttpRequest, slug: str, uuid: uuid_module.UUID) -> HttpResponse:
+    _, action_request = get_request_for(request.user, slug, uuid, roles=[Role.ADMIN])
+    try:
+        services.reject_request(
+            action_request.pk,
+            actor=request.user,
+            reason=request.POST.get("reason", ""),
+            context=AuditContext.from_request(request),
+        )
+    except services.TransitionRefused as refusal:
+        messages.error(request, refusal.message)
+    else:
+        messages.success(request, f"Rejected: {action_request.action.name}.")
+    return _back(request, action_request_url(slug, action_request))
+
+
+@login_required
+@require_POST
+def cancel(request: HttpRequest, slug: str, uuid: uuid_module.UUID) -> HttpResponse:
+    _, action_request = get_request_for(request.user, slug, uuid)
+    try:
+        services.cancel_request(
+            action_request.pk, actor=request.user, context=AuditContext.from_request(request)
+        )
+    except services.TransitionRefused as refusal:
+        messages.error(request, refusal.message)
+    else:
+        messages.success(request, "Request cancelled.")
+    return redirect("request_detail", slug, action_request.uuid)
+
+
+def action_request_url(slug: str, action_request: ActionRequest) -> str:
+    return reverse("request_detail", args=[slug, action_request.uuid])
+
+
+class QueueFilter(RequestFilter):
+    status = forms.ChoiceField(
+        required=False,
+        choices=[("pending", "Pending approval"), ("decided", "Decided"), ("all", "All")],
+    )
+
+    def apply(self, requests):
+        status = self.cleaned_data.get("status") if self.is_valid() else ""
+        requests = super().apply(requests.filter(approval_mode=ApprovalMode.MANUAL))
+        if status == "decided":
+            return requests.exclude(status=RequestStatus.PENDING).order_by("-decided_at", "-id")
+        if status == "all":
+            return requests.order_by("-submitted_at", "-id")
+        # Oldest first: the request that has waited longest is decided first.
+        return requests.filter(status=RequestStatus.PENDING).order_by("submitted_at", "id")
+
+    def clean_status(self):
+        return self.cleaned_data["status"] or "pending"
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def queue(request: HttpRequest, slug: str) -> HttpResponse:
+    membership = get_membership(request.user, slug, roles=[Role.ADMIN])
+    organization = membership.organization
+    if request.method == "POST":
+        _decide_many(request, organization)
+        return _back(request, request.get_full_path())
+    filters = QueueFilter(request.GET or None)
+    requests = filters.apply(_listing(organization))
+    return render(
+        request,
+        "approvals/queue.html",
+        {
+            "membership": membership,
+            "organization": organization,
+            "filters": filters,
+            "page": _page(request, requests),
+        },
+    )
+
+
+def _decide_many(request: HttpRequest, organization) -> None:
+    """Approve or reject every selected request; each succeeds or fails on its own."""
+    decision = request.POST.get("decision")
+    reason = request.POST.get("reason", "").strip()
+    chosen = []
+    for value in request.POST.getlist("requests"):
+        try:
+            chosen.append(uuid_module.UUID(value))
+        except ValueError:
+            messages.error(request, f"`{value[:40]}` is not a request ID; it was skipped.")
+    if decision not in {"approve", "reject"}:
+        messages.error(request, "Choose Approve selected or Reject selected.")
+        return
+    if not chosen:
+        messages.error(request, "Select at least one request first.")
+        return
+    if decision == "reject" and not reason:
+        messages.error(request, "Give a reason for rejecting: the requester will read it.")
+        return
+    found = {
+        r.uuid: r
+        for r in ActionRequest.objects.filter(organization=organization, uuid__in=chosen)
+        .select_related("action")
+        .only("pk", "uuid", "action__name")
+    }
+    done = 0
+    context = AuditContext.from_request(request)
+    for chosen_uuid in chosen:
+        action_request = found.get(chosen_uuid)
+        if action_request is None:
+            messages.error(request, f"Request {chosen_uuid} was not found in this organization.")
+            continue
+        try:
+            if decision == "approve":
+                services.approve_request(action_request.pk, actor=request.user, context=context)
+            else:
+                services.reject_request(
+                    action_request.pk, actor=request.user, reason=reason, context=context
+                )
+            done += 1
+        except (services.TransitionRefused, PermissionDenied) as refusal:
+            text = getattr(refusal, "message", None) or str(refusal)
+            messages.error(
+                request, f"{action_request.action.name} ({str(chosen_uuid)[:8]}): {text}"
+            )
+    if done:
+        verb = "Approved" if decision == "approve" else "Rejected"
+        messages.success(request, f"{verb} {done} request{'s' if done != 1 else ''}.")
