@@ -99,10 +99,20 @@ def _submitted_message(created: ActionRequest) -> str:
     return f"Request submitted and {created.get_approval_mode_display().lower()}."
 
 
+SELECT = forms.Select(attrs={"class": "form-select"})
+
+
 class RequestFilter(forms.Form):
-    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *RequestStatus.choices])
-    action = forms.ChoiceField(required=False)
-    q = forms.CharField(required=False, max_length=200, label="Search")
+    status = forms.ChoiceField(
+        required=False, choices=[("", "Any status"), *RequestStatus.choices], widget=SELECT
+    )
+    action = forms.ChoiceField(required=False, widget=SELECT)
+    q = forms.CharField(
+        required=False,
+        max_length=200,
+        label="Search",
+        widget=forms.TextInput(attrs={"class": "form-control", "type": "search"}),
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -283,6 +293,7 @@ class QueueFilter(RequestFilter):
     status = forms.ChoiceField(
         required=False,
         choices=[("pending", "Pending approval"), ("decided", "Decided"), ("all", "All")],
+        widget=SELECT,
     )
 
     def apply(self, requests):
