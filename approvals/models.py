@@ -151,6 +151,21 @@ class ActionRequest(models.Model):
         related_name="decided_requests",
     )
     decision_reason = models.TextField(blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    execution_attempts = models.PositiveIntegerField(default=0)
+    # A remote shell session: active until then, unless ended early.
+    active_until = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="ended_requests",
+    )
+    end_reason = models.TextField(blank=True)
     # One per rendered form: a double click or a browser resubmit finds the first request.
     submission_token = models.UUIDField(unique=True, null=True, blank=True, editable=False)
 
@@ -206,6 +221,7 @@ class RequestTarget(models.Model):
         max_length=20, choices=TargetStatus.choices, default=TargetStatus.WAITING
     )
     message = models.TextField(blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["request", "position"]
@@ -224,15 +240,22 @@ class Source(models.TextChoices):
 
 
 class AuditEvent(models.Model):
-    """One thing someone (or the system) did, recorded in the same transaction as the change."""
+    """One thing someone (or the system) did, recorded in the same transaction as the change.
+
+    Events form one hash chain per organization (`chain`), plus a "platform" chain for
+    events that belong to no organization (a failed sign-in with an unknown username).
+    """
 
     organization = models.ForeignKey(
-        Organization, on_delete=models.PROTECT, related_name="audit_events"
+        Organization, on_delete=models.PROTECT, null=True, blank=True, related_name="audit_events"
     )
+    chain = models.CharField(max_length=40)
+    sequence = models.PositiveBigIntegerField()
     timestamp = models.DateTimeField(default=timezone.now)
+    # Users with a recorded past are deactivated, never deleted.
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
+        on_delete=models.PROTECT,
         null=True,
         blank=True,
         related_name="+",
@@ -248,9 +271,14 @@ class AuditEvent(models.Model):
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.WEB)
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=500, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
 
     class Meta:
         ordering = ["-timestamp", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["chain", "sequence"], name="one_event_per_chain_link")
+        ]
         indexes = [
             # A request's timeline.
             models.Index(fields=["request", "timestamp"], name="audit_request_time"),
@@ -268,3 +296,38 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValidationError("Audit events are append-only: an event cannot be deleted.")
+
+
+class AuditChainHead(models.Model):
+    """The last link of one audit chain; locking this row serializes appends to that chain."""
+
+    chain = models.CharField(max_length=40, primary_key=True)
+    last_sequence = models.PositiveBigIntegerField(default=0)
+    last_hash = models.CharField(max_length=64, default="0" * 64)
+
+    def __str__(self) -> str:
+        return f"{self.chain} at {self.last_sequence}"
+
+
+class ExecutorCall(models.Model):
+    """One call of an executor for one target, kept so a duplicate delivery is visible."""
+
+    request = models.ForeignKey(ActionRequest, on_delete=models.PROTECT, related_name="calls")
+    target = models.ForeignKey(
+        RequestTarget, on_delete=models.PROTECT, null=True, blank=True, related_name="calls"
+    )
+    executor = models.CharField(max_length=40)
+    idempotency_key = models.UUIDField()
+    called_at = models.DateTimeField(default=timezone.now)
+    outcome = models.CharField(max_length=20, blank=True)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["called_at", "id"]
+        indexes = [
+            # Has this request (by its idempotency key) already been executed?
+            models.Index(fields=["idempotency_key"], name="executor_call_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.executor} {self.idempotency_key} {self.outcome}"

@@ -180,6 +180,16 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 600)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 540)
 CELERY_TIMEZONE = TIME_ZONE
 
+# Executors run approved requests: "simulated" (demos and tests) or "webhook".
+RESPONSE_EXECUTOR = env_str("RESPONSE_EXECUTOR", "simulated")
+SIMULATED_EXECUTOR_DELAY = float(env_str("SIMULATED_EXECUTOR_DELAY", "0.5"))
+EXECUTOR_WEBHOOK_URL = env_str("EXECUTOR_WEBHOOK_URL")
+EXECUTOR_WEBHOOK_SECRET = env_str("EXECUTOR_WEBHOOK_SECRET")
+EXECUTOR_WEBHOOK_TIMEOUT = float(env_str("EXECUTOR_WEBHOOK_TIMEOUT", "10"))
+
+# How many proxies in front of the portal append to X-Forwarded-For; 0 trusts only REMOTE_ADDR.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
