@@ -234,40 +234,43 @@ def _back(request: HttpRequest, default: str) -> HttpResponse:
     return redirect(default)
 
 
-@login_required
-@require_POST
-def approve(request: HttpRequest, slug: str, uuid: uuid_module.UUID) -> HttpResponse:
+def _decide_one(request: HttpRequest, slug: str, uuid: uuid_module.UUID, decision: str):
+    """Approve or reject one request from its page (or the queue's per-row buttons)."""
     _, action_request = get_request_for(request.user, slug, uuid, roles=[Role.ADMIN])
+    context = AuditContext.from_request(request)
     try:
-        services.approve_request(
-            action_request.pk,
-            actor=request.user,
-            comment=request.POST.get("comment", ""),
-            context=AuditContext.from_request(request),
-        )
+        if decision == "approve":
+            services.approve_request(
+                action_request.pk,
+                actor=request.user,
+                comment=request.POST.get("comment", ""),
+                context=context,
+            )
+        else:
+            services.reject_request(
+                action_request.pk,
+                actor=request.user,
+                reason=request.POST.get("reason", ""),
+                context=context,
+            )
     except services.TransitionRefused as refusal:
         messages.error(request, refusal.message)
     else:
-        messages.success(request, f"Approved: {action_request.action.name}.")
+        done = "Approved" if decision == "approve" else "Rejected"
+        messages.success(request, f"{done}: {action_request.action.name}.")
     return _back(request, action_request_url(slug, action_request))
+
+
+@login_required
+@require_POST
+def approve(request: HttpRequest, slug: str, uuid: uuid_module.UUID) -> HttpResponse:
+    return _decide_one(request, slug, uuid, "approve")
 
 
 @login_required
 @require_POST
 def reject(request: HttpRequest, slug: str, uuid: uuid_module.UUID) -> HttpResponse:
-    _, action_request = get_request_for(request.user, slug, uuid, roles=[Role.ADMIN])
-    try:
-        services.reject_request(
-            action_request.pk,
-            actor=request.user,
-            reason=request.POST.get("reason", ""),
-            context=AuditContext.from_request(request),
-        )
-    except services.TransitionRefused as refusal:
-        messages.error(request, refusal.message)
-    else:
-        messages.success(request, f"Rejected: {action_request.action.name}.")
-    return _back(request, action_request_url(slug, action_request))
+    return _decide_one(request, slug, uuid, "reject")
 
 
 @login_required
