@@ -2,7 +2,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
-from actions.models import Category, ResponseAction
+from approvals.dashboard import figures
 
 from .access import get_membership
 from .models import Membership
@@ -31,22 +31,16 @@ def org_list(request: HttpRequest) -> HttpResponse:
 def org_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
     membership = get_membership(request.user, slug)
     organization = membership.organization
-    team = (
-        Membership.objects.filter(organization=organization)
-        .select_related("user")
-        .order_by("role", "user__username")
-    )
-    counts = {
-        category.label: ResponseAction.objects.filter(active=True, category=category).count()
-        for category in Category
-    }
+    shown = figures(organization)
     return render(
         request,
         "responseportal/org_dashboard.html",
         {
             "membership": membership,
             "organization": organization,
-            "team": team,
-            "action_counts": counts,
+            "figures": shown,
+            "chart": shown.chart(),
+            "legend": shown.legend(),
+            "table": shown.table(),
         },
     )
