@@ -1,0 +1,58 @@
+from django.contrib import admin
+
+from .models import ActionRequest, ApprovalSettings, AuditEvent, RequestTarget, Script
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows that only the portal's service functions write: the admin shows them, never edits."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class RequestTargetInline(admin.TabularInline):
+    model = RequestTarget
+    fields = ["position", "kind", "value", "status", "message"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ActionRequest)
+class ActionRequestAdmin(ReadOnlyAdmin):
+    list_display = ["uuid", "organization", "action", "requester", "status", "submitted_at"]
+    list_filter = ["status", "approval_mode", "organization", "action"]
+    search_fields = ["uuid", "summary", "requester__username"]
+    list_select_related = ["organization", "action", "requester"]
+    date_hierarchy = "submitted_at"
+    inlines = [RequestTargetInline]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["timestamp", "organization", "actor_username", "verb", "action_key", "source"]
+    list_filter = ["verb", "source", "organization"]
+    search_fields = ["actor_username", "verb", "action_key"]
+    list_select_related = ["organization"]
+
+
+@admin.register(ApprovalSettings)
+class ApprovalSettingsAdmin(ReadOnlyAdmin):
+    list_display = ["organization", "auto_approval_enabled", "scope_mode", "updated_at"]
+    list_select_related = ["organization"]
+
+
+@admin.register(Script)
+class ScriptAdmin(ReadOnlyAdmin):
+    list_display = ["name", "organization", "language", "size", "uploaded_by", "uploaded_at"]
+    list_select_related = ["organization", "uploaded_by"]
+    exclude = ["content"]
