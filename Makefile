@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run test lint migrations-check clean
+.PHONY: run test lint migrations-check clean worker beat
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,16 @@ run: $(VENV)/.installed
 	DEBUG=true $(PY) manage.py seed_demo
 	@echo "Response Portal: http://127.0.0.1:$(PORT)/  (sign in as operator / demo-password)"
 	DEBUG=true $(PY) manage.py runserver 127.0.0.1:$(PORT)
+
+# A Celery worker and the beat scheduler, for a portal run with CELERY_BROKER_URL set (and the
+# same DATABASE_URL, SECRET_KEY and executor settings as the web process).
+worker: $(VENV)/.installed
+	@test -n "$$CELERY_BROKER_URL" || { echo "Set CELERY_BROKER_URL (e.g. redis://127.0.0.1:6379/0): without a broker, tasks run inside the web process and need no worker." >&2; exit 1; }
+	$(VENV)/bin/celery -A responseportal worker --loglevel=INFO
+
+beat: $(VENV)/.installed
+	@test -n "$$CELERY_BROKER_URL" || { echo "Set CELERY_BROKER_URL (e.g. redis://127.0.0.1:6379/0): beat hands the periodic jobs to the workers through it." >&2; exit 1; }
+	$(VENV)/bin/celery -A responseportal beat --loglevel=INFO
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -1,26 +1,37 @@
-"""Writing audit events. Every state change calls `record` inside its own transaction.
+"""Writing and checking audit events. Every state change calls `record` inside its own transaction.
 
 Events form a hash chain per organization: each stores the hash of the one before it in its
 chain and its own SHA-256 over a canonical serialization of its fields. Appends to one chain
 are serialized by locking that chain's head row; different chains do not wait on each other.
+
+The canonical serialization, which an auditor can reproduce from a CSV export: a JSON object
+of the fields in HASHED_FIELDS, keys sorted, no spaces (separators "," and ":"), non-ASCII
+characters as themselves, encoded in UTF-8; `timestamp` in UTC as 2025-01-31T23:59:59.123456Z,
+`ip_address` in its shortest form (RFC 5952 for IPv6), integral numbers in `data` as integers.
 """
 
+import functools
 import hashlib
+import ipaddress
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
+from typing import Any
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
-from django.utils.ipv6 import clean_ipv6_address
 
 from responseportal.models import Organization
 
 from .models import ActionRequest, AuditChainHead, AuditEvent, Source
 
 PLATFORM_CHAIN = "platform"
+GENESIS_HASH = "0" * 64
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 HASHED_FIELDS = (
     "chain",
     "sequence",
@@ -39,6 +50,67 @@ HASHED_FIELDS = (
     "prev_hash",
 )
 
+# The verbs the audit log can be filtered by. A new kind of event adds its verb here.
+VERBS = (
+    "request.submitted",
+    "request.auto_approved",
+    "request.approved",
+    "request.rejected",
+    "request.expired",
+    "request.cancelled",
+    "execution.queued",
+    "execution.started",
+    "execution.resumed",
+    "execution.redispatched",
+    "execution.succeeded",
+    "execution.partially_succeeded",
+    "execution.failed",
+    "execution.terminated",
+    "remote_shell.ended",
+    "remote_shell.expired",
+    "settings.changed",
+    "scope.imported",
+    "script.uploaded",
+    "auth.signed_in",
+    "auth.signed_out",
+    "auth.sign_in_failed",
+    "audit.exported",
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def normalized_ip(address: str | None) -> str | None:
+    """The address in its shortest standard form, or None if it is not an IP address."""
+    if not address or "%" in address:
+        return None
+    try:
+        parsed = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return None
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped:
+        # As Django and PostgreSQL write it.
+        return f"::ffff:{parsed.ipv4_mapped}"
+    return str(parsed)
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The client's address: REMOTE_ADDR, unless trusted proxies say who they forwarded for.
+
+    With TRUSTED_PROXY_COUNT = n > 0, each of the n proxies in front of the portal appended
+    the address it received the request from to X-Forwarded-For, so the n-th address from the
+    right is the client as the outermost trusted proxy saw it. Anything left of it was written
+    by the client and proves nothing. A header too short or not an address falls back to
+    REMOTE_ADDR.
+    """
+    remote = normalized_ip(request.META.get("REMOTE_ADDR"))
+    hops = settings.TRUSTED_PROXY_COUNT
+    if hops <= 0:
+        return remote
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
+    if len(forwarded) < hops:
+        return remote
+    return normalized_ip(forwarded[-hops]) or remote
+
 
 @dataclass(frozen=True)
 class AuditContext:
@@ -52,7 +124,7 @@ class AuditContext:
     def from_request(cls, request: HttpRequest, source: str = Source.WEB) -> "AuditContext":
         return cls(
             source=source,
-            ip_address=request.META.get("REMOTE_ADDR") or None,
+            ip_address=client_ip(request),
             user_agent=request.META.get("HTTP_USER_AGENT", "")[:500],
         )
 
@@ -64,26 +136,65 @@ def chain_of(organization: Organization | None) -> str:
     return f"org:{organization.pk}" if organization is not None else PLATFORM_CHAIN
 
 
+def _integral_floats_as_ints(value: Any) -> Any:
+    # PostgreSQL's jsonb reads 1.0 and 1e20 back as integers; SQLite keeps them as written.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _integral_floats_as_ints(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(item) for item in value]
+    return value
+
+
+def json_data(data: Mapping | None) -> dict:
+    """`data` as it will read back from either database: JSON types only, no NaN."""
+    encoded = json.dumps(data or {}, cls=DjangoJSONEncoder, allow_nan=False)
+    return _integral_floats_as_ints(json.loads(encoded))
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def canonical_data(data: Any) -> str:
+    """`data` as it appears inside the canonical serialization (and the CSV export)."""
+    return canonical_json(_integral_floats_as_ints(data))
+
+
+def canonical_timestamp(moment: datetime) -> str:
+    """TIME_FORMAT, written the quick way: 2025-01-31T23:59:59.123456+00:00 less its offset."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+def canonical_values(values: Mapping[str, Any]) -> bytes:
+    """The bytes an event's hash is computed over, from its field values (see the module doc)."""
+    hashed = {name: values[name] for name in HASHED_FIELDS}
+    hashed["timestamp"] = canonical_timestamp(hashed["timestamp"])
+    hashed["ip_address"] = normalized_ip(hashed["ip_address"])
+    hashed["data"] = _integral_floats_as_ints(hashed["data"])
+    return canonical_json(hashed).encode()
+
+
 def canonical(event: AuditEvent) -> bytes:
-    """The bytes an event's hash is computed over: sorted keys, UTC time to the microsecond."""
-    values = {name: getattr(event, name) for name in HASHED_FIELDS}
-    values["timestamp"] = event.timestamp.astimezone(UTC).strftime(
-        "%Y-%m-%dT%H:%M:%S.%fZ"
-    )
-    return json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return canonical_values({name: getattr(event, name) for name in HASHED_FIELDS})
+
+
+def hash_values(values: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical_values(values)).hexdigest()
 
 
 def event_hash(event: AuditEvent) -> str:
     return hashlib.sha256(canonical(event)).hexdigest()
 
 
-def _normalized_ip(address: str | None) -> str | None:
-    if not address:
-        return None
-    return clean_ipv6_address(address) if ":" in address else address
+def _without_nul(text: str, length: int) -> str:
+    # PostgreSQL text cannot hold NUL characters.
+    return text.replace("\x00", "")[:length]
 
 
-def _locked_head(chain: str) -> AuditChainHead:
+def lock_head(chain: str) -> AuditChainHead:
+    """The chain's head, locked until the end of the transaction (created if new)."""
     head = AuditChainHead.objects.select_for_update().filter(chain=chain).first()
     if head is not None:
         return head
@@ -101,35 +212,153 @@ def record(
     verb: str,
     *,
     actor=None,
+    actor_username: str | None = None,
     role: str = "",
     request: ActionRequest | None = None,
     data: dict | None = None,
     context: AuditContext = SYSTEM,
 ) -> AuditEvent:
-    """Append one event to the organization's chain (the platform chain without one)."""
+    """Append one event to the organization's chain (the platform chain without one).
+
+    `actor_username` defaults to the actor's; a failed sign-in gives the username tried.
+    Events for several organizations in one transaction should be recorded in the order of
+    the organizations' ids, so that two such transactions cannot deadlock.
+
+    Timestamps never go back along a chain: should the clock (or another server's) be behind
+    the last event's, the event takes that time. The log's time filter relies on it.
+    """
     chain = chain_of(organization)
-    head = _locked_head(chain)
+    head = lock_head(chain)
+    now = timezone.now()
+    if head.last_timestamp is not None and now < head.last_timestamp:
+        now = head.last_timestamp
+    if actor_username is None:
+        actor_username = actor.get_username() if actor is not None else ""
     event = AuditEvent(
         organization=organization,
         chain=chain,
         sequence=head.last_sequence + 1,
-        timestamp=timezone.now(),
+        timestamp=now,
         actor=actor,
-        actor_username=actor.get_username() if actor is not None else "",
+        actor_username=_without_nul(actor_username, 150),
         role=role,
         verb=verb,
         request=request,
         action_key=request.action.key if request is not None else "",
         # Stored exactly as it will read back, so the hash can be checked later.
-        data=json.loads(json.dumps(data or {}, cls=DjangoJSONEncoder)),
+        data=json_data(data),
         source=context.source,
-        ip_address=_normalized_ip(context.ip_address),
-        user_agent=context.user_agent[:500],
+        ip_address=normalized_ip(context.ip_address),
+        user_agent=_without_nul(context.user_agent, 500),
         prev_hash=head.last_hash,
     )
     event.hash = event_hash(event)
     event.save()
-    head.last_sequence = event.sequence
-    head.last_hash = event.hash
-    head.save(update_fields=["last_sequence", "last_hash"])
+    head.last_sequence, head.last_hash, head.last_timestamp = event.sequence, event.hash, now
+    head.save(update_fields=["last_sequence", "last_hash", "last_timestamp"])
     return event
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    """The first place where a chain does not hold together, and what does not match."""
+
+    chain: str
+    sequence: int
+    event_id: int | None
+    problem: str  # "altered content", "missing event" or "broken link"
+    detail: str
+
+    def __str__(self) -> str:
+        where = f"event {self.event_id}" if self.event_id is not None else "no event"
+        return (
+            f"Chain {self.chain}, sequence {self.sequence} ({where}): {self.problem}. {self.detail}"
+        )
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    chain: str
+    checked: int
+    first_break: ChainBreak | None
+
+
+def chains() -> list[str]:
+    """Every chain with a head or an event, the platform chain last."""
+    found = set(AuditChainHead.objects.values_list("chain", flat=True))
+    found |= set(AuditEvent.objects.order_by().values_list("chain", flat=True).distinct())
+    return sorted(found, key=lambda chain: (chain == PLATFORM_CHAIN, chain))
+
+
+def verify_chain(chain: str, *, chunk_size: int = 5000) -> ChainReport:
+    """Walk one chain in sequence order (a server-side cursor on PostgreSQL) and check each link.
+
+    The head is read first, so events appended while the walk runs are left for next time.
+    """
+    head = AuditChainHead.objects.filter(chain=chain).first()
+    events = AuditEvent.objects.filter(chain=chain)
+    if head is not None:
+        events = events.filter(sequence__lte=head.last_sequence)
+    rows = events.order_by("sequence").values("id", "hash", *HASHED_FIELDS)
+    expected_sequence, previous_hash, previous_id = 1, GENESIS_HASH, None
+    checked = 0
+
+    def broken(row, problem, detail):
+        return ChainReport(
+            chain, checked, ChainBreak(chain, row["sequence"], row["id"], problem, detail)
+        )
+
+    for row in rows.iterator(chunk_size=chunk_size):
+        checked += 1
+        if row["sequence"] != expected_sequence:
+            missing = (
+                f"sequence {expected_sequence}"
+                if row["sequence"] == expected_sequence + 1
+                else f"sequences {expected_sequence} to {row['sequence'] - 1}"
+            )
+            return broken(row, "missing event", f"The chain has no event at {missing}.")
+        recomputed = hash_values(row)
+        if recomputed != row["hash"]:
+            return broken(
+                row,
+                "altered content",
+                f"Its stored hash {row['hash']} is not the hash of its content ({recomputed}).",
+            )
+        if row["prev_hash"] != previous_hash:
+            before = (
+                f"the hash of event {previous_id} before it"
+                if previous_id is not None
+                else "the start of a chain (64 zeros)"
+            )
+            return broken(
+                row,
+                "broken link",
+                f"Its prev_hash {row['prev_hash']} is not {before} ({previous_hash}): "
+                "one of the two was replaced.",
+            )
+        expected_sequence, previous_hash, previous_id = row["sequence"] + 1, row["hash"], row["id"]
+
+    if head is not None and head.last_sequence >= expected_sequence:
+        missing = (
+            f"sequence {expected_sequence}"
+            if head.last_sequence == expected_sequence
+            else f"sequences {expected_sequence} to {head.last_sequence}"
+        )
+        detail = (
+            f"The chain's head is at sequence {head.last_sequence}, "
+            f"but the events at {missing} are gone."
+        )
+        return ChainReport(
+            chain, checked, ChainBreak(chain, expected_sequence, None, "missing event", detail)
+        )
+    if head is not None and head.last_hash != previous_hash:
+        detail = (
+            f"The chain's head records hash {head.last_hash} for its last event, "
+            f"which has hash {previous_hash}."
+        )
+        return ChainReport(
+            chain,
+            checked,
+            ChainBreak(chain, head.last_sequence, previous_id, "broken link", detail),
+        )
+    return ChainReport(chain, checked, None)

@@ -169,7 +169,9 @@ def figures(organization: Organization, now: datetime | None = None) -> Figures:
         auto_share=auto / needing_approval if needing_approval else None,
         needing_approval=needing_approval,
         latest_events=list(
+            # Sign-ins stay in the audit log: a failed one may show a mistyped password.
             AuditEvent.objects.filter(chain=chain_of(organization))
+            .exclude(verb__startswith="auth.")
             .select_related("request")
             .order_by("-sequence")[:10]
         ),

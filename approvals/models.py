@@ -178,6 +178,18 @@ class ActionRequest(models.Model):
             ),
             # The requests list without a status filter.
             models.Index(fields=["organization", "-submitted_at"], name="request_org_newest"),
+            # The periodic jobs: requests waiting for a decision or still running.
+            models.Index(
+                fields=["status"],
+                name="request_unfinished",
+                condition=models.Q(status__in=["pending", "approved", "queued", "in_progress"]),
+            ),
+            # end_expired_sessions: remote shells not yet ended.
+            models.Index(
+                fields=["active_until"],
+                name="request_open_shells",
+                condition=models.Q(active_until__isnull=False, ended_at__isnull=True),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -239,11 +251,26 @@ class Source(models.TextChoices):
     SYSTEM = "system", "System"
 
 
+class AuditEventQuerySet(models.QuerySet):
+    """Audit events are only ever added: bulk changes are refused like single ones."""
+
+    def update(self, **kwargs):
+        raise ValidationError("Audit events are append-only: events cannot be changed.")
+
+    def bulk_update(self, objs, fields, batch_size=None):
+        raise ValidationError("Audit events are append-only: events cannot be changed.")
+
+    def delete(self):
+        raise ValidationError("Audit events are append-only: events cannot be deleted.")
+
+
 class AuditEvent(models.Model):
     """One thing someone (or the system) did, recorded in the same transaction as the change.
 
     Events form one hash chain per organization (`chain`), plus a "platform" chain for
     events that belong to no organization (a failed sign-in with an unknown username).
+    Migration 0003 installs triggers refusing UPDATE and DELETE on this table. On SQLite,
+    a migration that rebuilds the table (most field changes) drops them: re-create them after.
     """
 
     organization = models.ForeignKey(
@@ -274,16 +301,29 @@ class AuditEvent(models.Model):
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
 
+    objects = AuditEventQuerySet.as_manager()
+
     class Meta:
         ordering = ["-timestamp", "-id"]
         constraints = [
+            # Also the index of the audit log and its keyset pages (`chain = ? AND sequence < ?
+            # ORDER BY sequence DESC`, scanned backwards), the dashboard's latest events, and
+            # verify_audit_log's walk of a chain.
             models.UniqueConstraint(fields=["chain", "sequence"], name="one_event_per_chain_link")
         ]
         indexes = [
-            # A request's timeline.
+            # A request's timeline, and the audit log filtered to one request.
             models.Index(fields=["request", "timestamp"], name="audit_request_time"),
-            # An organization's log, newest first.
-            models.Index(fields=["organization", "-timestamp", "-id"], name="audit_org_newest"),
+            # The audit log filtered by verb, newest first.
+            models.Index(fields=["chain", "verb", "-sequence"], name="audit_chain_verb"),
+            # The audit log filtered by an exact actor username, newest first.
+            models.Index(fields=["chain", "actor_username", "-sequence"], name="audit_chain_actor"),
+            # The audit log filtered by action, newest first.
+            models.Index(fields=["chain", "action_key", "-sequence"], name="audit_chain_action"),
+            # The audit log filtered by source, newest first.
+            models.Index(fields=["chain", "source", "-sequence"], name="audit_chain_source"),
+            # The audit log filtered by a time range: the first and last sequence in it.
+            models.Index(fields=["chain", "timestamp", "sequence"], name="audit_chain_time"),
         ]
 
     def __str__(self) -> str:
@@ -299,11 +339,16 @@ class AuditEvent(models.Model):
 
 
 class AuditChainHead(models.Model):
-    """The last link of one audit chain; locking this row serializes appends to that chain."""
+    """The last link of one audit chain; locking this row serializes appends to that chain.
+
+    Unlike the events, heads are updated on every append.
+    """
 
     chain = models.CharField(max_length=40, primary_key=True)
     last_sequence = models.PositiveBigIntegerField(default=0)
     last_hash = models.CharField(max_length=64, default="0" * 64)
+    # The last event's time: the next one is never earlier (see `audit.record`).
+    last_timestamp = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.chain} at {self.last_sequence}"

@@ -19,6 +19,7 @@ from django.utils.formats import date_format
 from actions.models import ResponseAction
 from responseportal.models import Membership, Organization, Role
 
+from . import execution, notifications
 from .audit import SYSTEM, AuditContext, record
 from .decision import decide
 from .models import (
@@ -103,6 +104,7 @@ def _expire(request: ActionRequest) -> None:
         request=request,
         data={"status": {"before": before, "after": request.status}},
     )
+    notifications.schedule(notifications.EXPIRED, request.pk)
 
 
 def _refusal(request: ActionRequest, now) -> str | None:
@@ -211,6 +213,11 @@ def _create_request(
     )
     if decision.mode == ApprovalMode.AUTO:
         record(organization, "request.auto_approved", request=request, context=SYSTEM)
+        notifications.schedule(notifications.AUTO_APPROVED, request.pk)
+    if manual:
+        notifications.schedule(notifications.PENDING, request.pk)
+    else:
+        execution.queue_after_commit(request.pk)
     return request
 
 
@@ -252,6 +259,12 @@ def _decide(
                 },
                 context=context,
             )
+            approved = status == RequestStatus.APPROVED
+            notifications.schedule(
+                notifications.APPROVED if approved else notifications.REJECTED, request.pk
+            )
+            if approved:
+                execution.queue_after_commit(request.pk)
     if refusal is not None:
         raise TransitionRefused(refusal)
     return request

@@ -1,47 +1,44 @@
-"""What is currently in force for an organization's endpoints, derived from its requests."""
+"""What is currently in force for an organization's endpoints, derived from what really ran.
+
+Only a target that the executor reported successful counts: an approved request that has not
+run yet, or that failed on an endpoint, changes nothing on that endpoint.
+"""
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from responseportal.models import Organization
 
-from .models import ActionRequest, ApprovalSettings, RequestStatus, RequestTarget
+from .models import ActionRequest, RequestStatus, RequestTarget, TargetStatus
 
 ISOLATE_ENDPOINT = "isolate_endpoint"
 RESTORE_CONNECTION = "restore_connection"
 START_REMOTE_SHELL = "start_remote_shell"
 
-# Execution is not built yet: a later issue narrows this to the targets that succeeded.
-EFFECTIVE_STATUSES = frozenset(
-    {
-        RequestStatus.APPROVED,
-        RequestStatus.QUEUED,
-        RequestStatus.IN_PROGRESS,
-        RequestStatus.SUCCESSFUL,
-        RequestStatus.PARTIALLY_SUCCESSFUL,
-    }
-)
-
 
 def isolated_endpoints(organization: Organization, endpoints: Iterable[str]) -> set[str]:
-    """The endpoints among `endpoints` that this portal isolated and has not restored since."""
+    """The endpoints among `endpoints` that this portal isolated and has not restored since.
+
+    An endpoint is isolated when its latest successful Isolate Endpoint has no later
+    successful Restore Connection.
+    """
     endpoints = set(endpoints)
     if not endpoints:
         return set()
-    # At most two rows per endpoint: its latest effective isolation and its latest restore.
+    # At most two rows per endpoint: its latest successful isolation and its latest restore.
     latest = (
         RequestTarget.objects.filter(
             request__organization=organization,
             request__action__key__in=[ISOLATE_ENDPOINT, RESTORE_CONNECTION],
-            request__status__in=EFFECTIVE_STATUSES,
+            status=TargetStatus.SUCCESSFUL,
             kind="endpoint",
             value__in=endpoints,
         )
         .values_list("value", "request__action__key")
-        .annotate(latest=Max("request__submitted_at"))
+        .annotate(latest=Max("finished_at"))
         .order_by()
     )
     isolated_at: dict[str, datetime] = {}
@@ -55,20 +52,30 @@ def isolated_endpoints(organization: Organization, endpoints: Iterable[str]) -> 
     }
 
 
+def active_remote_shells(organization: Organization, now: datetime | None = None):
+    """Start Remote Shell Session requests in force at `now`: they succeeded, and their
+    validity period has not ended, nor has an admin ended them early."""
+    now = now or timezone.now()
+    return ActionRequest.objects.filter(
+        Q(ended_at__isnull=True) | Q(ended_at__gt=now),
+        organization=organization,
+        action__key=START_REMOTE_SHELL,
+        status=RequestStatus.SUCCESSFUL,
+        finished_at__lte=now,
+        active_until__gt=now,
+    )
+
+
 def has_active_remote_shell(
     organization: Organization, endpoint: str, now: datetime | None = None
 ) -> bool:
-    """Whether a Start Remote Shell Session request for `endpoint` is in force at `now`."""
-    now = now or timezone.now()
-    validity = timedelta(
-        hours=ApprovalSettings.for_organization(organization).remote_shell_validity_hours
+    """Whether a remote shell session on `endpoint` is in force at `now`."""
+    return (
+        active_remote_shells(organization, now)
+        .filter(
+            targets__kind="endpoint",
+            targets__value=endpoint,
+            targets__status=TargetStatus.SUCCESSFUL,
+        )
+        .exists()
     )
-    return ActionRequest.objects.filter(
-        organization=organization,
-        action__key=START_REMOTE_SHELL,
-        status__in=EFFECTIVE_STATUSES,
-        decided_at__gt=now - validity,
-        decided_at__lte=now,
-        targets__kind="endpoint",
-        targets__value=endpoint,
-    ).exists()

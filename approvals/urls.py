@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import script_views, settings_views, views
+from . import audit_views, execution_views, script_views, settings_views, views
 
 urlpatterns = [
     path("requests/", views.request_list, name="request_list"),
@@ -10,7 +10,12 @@ urlpatterns = [
     path("requests/<uuid:uuid>/approve/", views.approve, name="request_approve"),
     path("requests/<uuid:uuid>/reject/", views.reject, name="request_reject"),
     path("requests/<uuid:uuid>/cancel/", views.cancel, name="request_cancel"),
+    path("requests/<uuid:uuid>/end-session/", execution_views.end_session, name="end_session"),
+    path("requests/<uuid:uuid>/status.json", execution_views.request_status, name="request_status"),
     path("queue/", views.queue, name="queue"),
+    path("audit/", audit_views.audit_log, name="audit_log"),
+    path("audit/export.csv", audit_views.audit_export, name="audit_export"),
+    path("audit/<int:pk>/", audit_views.audit_event, name="audit_event"),
     path("settings/approval/", settings_views.approval_settings, name="approval_settings"),
     path("scripts/", script_views.script_library, name="script_library"),
 ]

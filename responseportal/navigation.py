@@ -23,6 +23,7 @@ NAV_ITEMS = (
     NavItem("Pending queue", "queue", frozenset({Role.ADMIN})),
     NavItem("Approval settings", "approval_settings"),
     NavItem("Scripts", "script_library"),
+    NavItem("Audit log", "audit_log", frozenset({Role.ADMIN, Role.AUDITOR})),
     NavItem("Actions catalog", "catalog", in_organization=False),
 )
 

@@ -165,11 +165,15 @@ EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "response-portal@localhost")
+# The portal's address as its users reach it, for the links in e-mails.
+PORTAL_URL = env_str("PORTAL_URL", "http://127.0.0.1:8000").rstrip("/")
 
 # Celery: with no broker configured (the embedded default) tasks run in-process.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
-CELERY_TASK_EAGER_PROPAGATES = True
+# In-process like in a worker: a task's error is logged (and its retries run at once), never
+# raised into the web request that committed the change.
+CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -179,6 +183,40 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 600)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 540)
 CELERY_TIMEZONE = TIME_ZONE
+# Deployments (or test runs) sharing one Redis each take a queue of their own.
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
+# The outcome of a task is in the database (request and target statuses), not in Celery.
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A web process never waits long for a broker that is down: the request stays queued and
+# `dispatch_stranded` sends it again later.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 1,
+}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # A message not acknowledged this long after delivery (its worker died) is delivered
+    # again; it must exceed the longest run of a task, retries' waits included.
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+    "socket_connect_timeout": 5,
+}
+# Periodic jobs (`celery -A responseportal beat`), each also a management command. A run
+# that no worker picked up within the minute is dropped: the next one does the same work.
+CELERY_BEAT_SCHEDULE = {
+    name: {"task": f"approvals.tasks.{task}", "schedule": 60.0, "options": {"expires": 55}}
+    for name, task in [
+        ("expire-pending-requests", "expire_requests"),
+        ("end-expired-remote-shells", "end_expired_sessions"),
+        ("redispatch-stranded-requests", "dispatch_stranded"),
+    ]
+}
+# Approved or queued this many seconds without running: the message was lost, send it again.
+EXECUTION_REDISPATCH_AFTER = env_int("EXECUTION_REDISPATCH_AFTER", 300)
+# In progress with no activity for this long: its worker and its message were both lost.
+# Longer than one attempt can run (the hard time limit) plus the longest wait between retries.
+EXECUTION_STALLED_AFTER = env_int("EXECUTION_STALLED_AFTER", CELERY_TASK_TIME_LIMIT + 300)
 
 # Executors run approved requests: "simulated" (demos and tests) or "webhook".
 RESPONSE_EXECUTOR = env_str("RESPONSE_EXECUTOR", "simulated")

@@ -89,3 +89,9 @@ def _static_files_without_collectstatic(settings):
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _instant_simulated_executor(settings):
+    """Requests run in-process in the tests; the simulated executor need not take its time."""
+    settings.SIMULATED_EXECUTOR_DELAY = 0

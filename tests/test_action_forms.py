@@ -13,11 +13,11 @@ from actions.models import ResponseAction
 from approvals.models import (
     ActionRequest,
     ApprovalMode,
-    ApprovalSettings,
     RequestStatus,
     RequestTarget,
     Script,
     ScriptLanguage,
+    TargetStatus,
 )
 from approvals.services import Target
 from approvals.state import has_active_remote_shell, isolated_endpoints
@@ -28,17 +28,41 @@ RULES = b'rule evil_marker { strings: $a = "evil-marker" condition: $a }\n'
 SHA1 = "a9993e364706816aba3e25717850c26c9cd0d89d"
 
 
+TARGET_STATUS_OF = {
+    RequestStatus.SUCCESSFUL: TargetStatus.SUCCESSFUL,
+    RequestStatus.FAILED: TargetStatus.FAILED,
+    RequestStatus.TERMINATED: TargetStatus.TERMINATED,
+    RequestStatus.IN_PROGRESS: TargetStatus.IN_PROGRESS,
+}
+
+
 def make_request(
     organization,
     requester,
     key: str,
     endpoints: list[str],
     *,
-    status=RequestStatus.APPROVED,
+    status=RequestStatus.SUCCESSFUL,
     submitted_at=None,
-    decided_at=None,
+    finished_at=None,
+    target_status=None,
+    active_until=None,
+    ended_at=None,
 ) -> ActionRequest:
+    """A request as it stands after running; by default every target succeeded.
+
+    A successful remote shell is active for the default 4 hours after it finished.
+    """
     submitted_at = submitted_at or timezone.now()
+    ran = status in {
+        RequestStatus.SUCCESSFUL,
+        RequestStatus.PARTIALLY_SUCCESSFUL,
+        RequestStatus.FAILED,
+        RequestStatus.TERMINATED,
+    }
+    finished_at = finished_at or (submitted_at if ran else None)
+    if key == "start_remote_shell" and status == RequestStatus.SUCCESSFUL and not active_until:
+        active_until = finished_at + timedelta(hours=4)
     request = ActionRequest.objects.create(
         organization=organization,
         action=ResponseAction.objects.get(key=key),
@@ -46,10 +70,21 @@ def make_request(
         approval_mode=ApprovalMode.MANUAL,
         status=status,
         submitted_at=submitted_at,
-        decided_at=decided_at or (None if status == RequestStatus.PENDING else submitted_at),
+        decided_at=None if status == RequestStatus.PENDING else submitted_at,
+        finished_at=finished_at,
+        active_until=active_until,
+        ended_at=ended_at,
     )
+    target_status = target_status or TARGET_STATUS_OF.get(status, TargetStatus.WAITING)
     RequestTarget.objects.bulk_create(
-        RequestTarget(request=request, position=position, kind="endpoint", value=endpoint)
+        RequestTarget(
+            request=request,
+            position=position,
+            kind="endpoint",
+            value=endpoint,
+            status=target_status,
+            finished_at=finished_at if target_status != TargetStatus.WAITING else None,
+        )
         for position, endpoint in enumerate(endpoints)
     )
     return request
@@ -771,35 +806,47 @@ def test_a_memory_dump_through_an_expired_remote_shell_is_refused(acme, operator
     assert "no active remote shell session" in errors_of(form, "endpoints")
 
 
-# The state the forms depend on
+# The state the forms depend on: what really ran
 
 
-def test_an_approved_isolation_isolates(acme, operator):
+def test_a_successful_isolation_isolates(acme, operator):
     make_request(acme, operator, "isolate_endpoint", ["ws-1", "ws-2"])
 
     assert isolated_endpoints(acme, ["ws-1", "ws-3"]) == {"ws-1"}
 
 
 @pytest.mark.parametrize(
-    "status,isolated",
+    "status",
     [
-        (RequestStatus.PENDING, False),
-        (RequestStatus.REJECTED, False),
-        (RequestStatus.EXPIRED, False),
-        (RequestStatus.CANCELLED, False),
-        (RequestStatus.FAILED, False),
-        (RequestStatus.TERMINATED, False),
-        (RequestStatus.APPROVED, True),
-        (RequestStatus.QUEUED, True),
-        (RequestStatus.IN_PROGRESS, True),
-        (RequestStatus.SUCCESSFUL, True),
-        (RequestStatus.PARTIALLY_SUCCESSFUL, True),
+        RequestStatus.PENDING,
+        RequestStatus.REJECTED,
+        RequestStatus.EXPIRED,
+        RequestStatus.CANCELLED,
+        RequestStatus.APPROVED,
+        RequestStatus.QUEUED,
+        RequestStatus.IN_PROGRESS,
+        RequestStatus.FAILED,
+        RequestStatus.TERMINATED,
     ],
 )
-def test_only_an_effective_isolation_isolates(acme, operator, status, isolated):
+def test_an_isolation_that_did_not_succeed_does_not_isolate(acme, operator, status):
     make_request(acme, operator, "isolate_endpoint", ["ws-1"], status=status)
 
-    assert isolated_endpoints(acme, ["ws-1"]) == ({"ws-1"} if isolated else set())
+    assert isolated_endpoints(acme, ["ws-1"]) == set()
+
+
+def test_a_partially_successful_isolation_isolates_the_endpoints_it_reached(acme, operator):
+    request = make_request(
+        acme,
+        operator,
+        "isolate_endpoint",
+        ["ws-1", "fail-2"],
+        status=RequestStatus.PARTIALLY_SUCCESSFUL,
+        target_status=TargetStatus.SUCCESSFUL,
+    )
+    request.targets.filter(value="fail-2").update(status=TargetStatus.FAILED)
+
+    assert isolated_endpoints(acme, ["ws-1", "fail-2"]) == {"ws-1"}
 
 
 def test_a_later_restore_ends_the_isolation(acme, operator):
@@ -810,6 +857,29 @@ def test_a_later_restore_ends_the_isolation(acme, operator):
     make_request(acme, operator, "restore_connection", ["ws-1"], submitted_at=now)
 
     assert isolated_endpoints(acme, ["ws-1", "ws-2"]) == {"ws-2"}
+
+
+def test_the_order_is_that_of_the_executions_not_of_the_submissions(acme, operator):
+    now = timezone.now()
+    # Submitted first, but it ran after the restore: the endpoint is isolated again.
+    make_request(
+        acme,
+        operator,
+        "isolate_endpoint",
+        ["ws-1"],
+        submitted_at=now - timedelta(hours=3),
+        finished_at=now,
+    )
+    make_request(
+        acme,
+        operator,
+        "restore_connection",
+        ["ws-1"],
+        submitted_at=now - timedelta(hours=2),
+        finished_at=now - timedelta(hours=1),
+    )
+
+    assert isolated_endpoints(acme, ["ws-1"]) == {"ws-1"}
 
 
 def test_an_isolation_after_a_restore_isolates_again(acme, operator):
@@ -825,12 +895,15 @@ def test_an_isolation_after_a_restore_isolates_again(acme, operator):
     assert isolated_endpoints(acme, ["ws-1"]) == {"ws-1"}
 
 
-def test_a_pending_restore_does_not_end_the_isolation(acme, operator):
+@pytest.mark.parametrize(
+    "status", [RequestStatus.PENDING, RequestStatus.QUEUED, RequestStatus.FAILED]
+)
+def test_a_restore_that_did_not_succeed_does_not_end_the_isolation(acme, operator, status):
     now = timezone.now()
     make_request(
         acme, operator, "isolate_endpoint", ["ws-1"], submitted_at=now - timedelta(hours=1)
     )
-    make_request(acme, operator, "restore_connection", ["ws-1"], status=RequestStatus.PENDING)
+    make_request(acme, operator, "restore_connection", ["ws-1"], status=status)
 
     assert isolated_endpoints(acme, ["ws-1"]) == {"ws-1"}
 
@@ -844,8 +917,11 @@ def test_isolation_is_per_organization(acme, globex, operator):
 
 def test_isolation_of_many_endpoints_costs_one_query(acme, operator, django_assert_num_queries):
     endpoints = [f"ws-{n}" for n in range(100)]
-    make_request(acme, operator, "isolate_endpoint", endpoints)
-    make_request(acme, operator, "restore_connection", endpoints[:50])
+    now = timezone.now()
+    make_request(
+        acme, operator, "isolate_endpoint", endpoints, submitted_at=now - timedelta(hours=1)
+    )
+    make_request(acme, operator, "restore_connection", endpoints[:50], submitted_at=now)
 
     with django_assert_num_queries(1):
         isolated = isolated_endpoints(acme, endpoints)
@@ -858,28 +934,45 @@ def test_no_endpoints_need_no_query(acme, django_assert_num_queries):
         assert isolated_endpoints(acme, []) == set()
 
 
-def test_a_remote_shell_is_active_for_its_validity_period(acme, operator):
+def test_a_remote_shell_is_active_until_its_validity_ends(acme, operator):
     now = timezone.now()
-    make_request(acme, operator, "start_remote_shell", ["ws-1"], decided_at=now)
+    make_request(
+        acme, operator, "start_remote_shell", ["ws-1"], active_until=now + timedelta(hours=4)
+    )
 
     assert has_active_remote_shell(acme, "ws-1", now=now + timedelta(hours=3, minutes=59))
     assert not has_active_remote_shell(acme, "ws-1", now=now + timedelta(hours=4))
     assert not has_active_remote_shell(acme, "ws-2", now=now)
 
 
-def test_the_validity_period_comes_from_the_approval_settings(acme, operator):
-    ApprovalSettings.objects.create(organization=acme, remote_shell_validity_hours=8)
+def test_a_remote_shell_ended_early_is_no_longer_active(acme, operator):
     now = timezone.now()
-    make_request(acme, operator, "start_remote_shell", ["ws-1"], decided_at=now)
+    make_request(
+        acme,
+        operator,
+        "start_remote_shell",
+        ["ws-1"],
+        submitted_at=now - timedelta(hours=1),
+        ended_at=now - timedelta(minutes=1),
+    )
 
-    assert has_active_remote_shell(acme, "ws-1", now=now + timedelta(hours=7))
-    assert not has_active_remote_shell(acme, "ws-1", now=now + timedelta(hours=8, seconds=1))
+    assert not has_active_remote_shell(acme, "ws-1", now=now)
+    assert has_active_remote_shell(acme, "ws-1", now=now - timedelta(minutes=2))
 
 
 @pytest.mark.parametrize(
-    "status", [RequestStatus.PENDING, RequestStatus.REJECTED, RequestStatus.TERMINATED]
+    "status",
+    [
+        RequestStatus.PENDING,
+        RequestStatus.REJECTED,
+        RequestStatus.APPROVED,
+        RequestStatus.QUEUED,
+        RequestStatus.IN_PROGRESS,
+        RequestStatus.FAILED,
+        RequestStatus.TERMINATED,
+    ],
 )
-def test_a_remote_shell_that_is_not_in_force_is_not_active(acme, operator, status):
+def test_a_remote_shell_that_did_not_start_is_not_active(acme, operator, status):
     make_request(acme, operator, "start_remote_shell", ["ws-1"], status=status)
 
     assert not has_active_remote_shell(acme, "ws-1")

@@ -84,8 +84,11 @@ def test_sign_in_without_csrf_token_is_refused(csrf_client, operator):
             "operator",
             ["Dashboard", "New request", "Requests", "Approval settings", "Scripts"],
         ),
-        ("admin", ["Dashboard", "Requests", "Pending queue", "Approval settings", "Scripts"]),
-        ("auditor", ["Dashboard", "Requests", "Approval settings", "Scripts"]),
+        (
+            "admin",
+            ["Dashboard", "Requests", "Pending queue", "Approval settings", "Scripts", "Audit log"],
+        ),
+        ("auditor", ["Dashboard", "Requests", "Approval settings", "Scripts", "Audit log"]),
     ],
 )
 def test_navigation_shows_only_what_the_role_may_use(cast, who, labels):

@@ -44,7 +44,9 @@ class Command(BaseCommand):
             if created:
                 self.stdout.write(f"Created organization {slug}.")
         for username, slug, role in MEMBERSHIPS:
-            user, created = User.objects.get_or_create(username=username)
+            user, created = User.objects.get_or_create(
+                username=username, defaults={"email": f"{username}@example.com"}
+            )
             if created:
                 # set_password skips the validators on purpose: the demo password is only
                 # ever set here, behind the DEBUG guard above.

@@ -1,0 +1,303 @@
+"""Executors: what actually runs an approved request's action on its targets.
+
+`settings.RESPONSE_EXECUTOR` chooses one:
+
+- `simulated` (demos and tests) takes `SIMULATED_EXECUTOR_DELAY` seconds per target, fails
+  targets whose value starts with `fail-`, and records every call in `ExecutorCall`, so a
+  duplicate delivery is visible and has no second effect.
+- `webhook` POSTs the job as JSON to `EXECUTOR_WEBHOOK_URL`, signed with HMAC-SHA256 of the
+  body under `EXECUTOR_WEBHOOK_SECRET` in `X-Response-Portal-Signature: sha256=<hex>`.
+
+An executor gets a `Job` and yields one `TargetResult` per target, as each finishes. A
+`TransientExecutorError` means "try again later" (the task retries it with backoff); any
+other outcome is final.
+"""
+
+import hashlib
+import hmac
+import http.client
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Response-Portal-Signature"
+FAILING_PREFIX = "fail-"
+# A reply this large is not a list of per-target results.
+MAX_REPLY_BYTES = 1_000_000
+# Status codes that say "not now" rather than "no".
+TRANSIENT_CLIENT_ERRORS = {408, 425, 429}
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is answered as the 3xx it is: the signed job goes to the configured URL only."""
+
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+class TransientExecutorError(Exception):
+    """The executor could not be reached or is unavailable for now: try again later."""
+
+
+class ExecutorNotConfigured(Exception):
+    """The chosen executor lacks a setting; no target can run until an operator fixes it."""
+
+
+@dataclass(frozen=True)
+class JobTarget:
+    id: int
+    position: int
+    kind: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Job:
+    """One request's action to run on its unfinished targets."""
+
+    request_id: int
+    idempotency_key: uuid.UUID
+    action: str
+    parameters: dict
+    targets: list[JobTarget]
+    organization: str = ""
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    target_id: int
+    succeeded: bool
+    message: str = ""
+
+
+class SimulatedExecutor:
+    """Behaves like a real executor: it takes time, fails some targets, remembers every call."""
+
+    name = "simulated"
+
+    def __init__(self, delay: float | None = None):
+        self.delay = settings.SIMULATED_EXECUTOR_DELAY if delay is None else delay
+
+    def execute(self, job: Job) -> Iterator[TargetResult]:
+        for target in job.targets:
+            # Computed in its own transaction, yielded after it commits: the caller's work on
+            # the result never runs inside this executor's lock.
+            yield self._run_once(job, target)
+
+    def _run_once(self, job: Job, target: JobTarget) -> TargetResult:
+        from approvals.models import ExecutorCall, RequestTarget
+
+        with transaction.atomic():
+            # Two deliveries of one request at once: the second waits here, then finds the
+            # first one's effect and does nothing.
+            RequestTarget.objects.select_for_update().filter(pk=target.id).first()
+            done = (
+                ExecutorCall.objects.filter(
+                    idempotency_key=job.idempotency_key,
+                    target_id=target.id,
+                    outcome__in=["succeeded", "failed"],
+                )
+                .order_by("id")
+                .first()
+            )
+            if done is not None:
+                ExecutorCall.objects.create(
+                    request_id=job.request_id,
+                    target_id=target.id,
+                    executor=self.name,
+                    idempotency_key=job.idempotency_key,
+                    outcome="duplicate",
+                    detail=(
+                        f"Already {done.outcome} at {done.called_at.isoformat()}: not run again."
+                    ),
+                )
+                return TargetResult(target.id, done.outcome == "succeeded", done.detail)
+            if self.delay:
+                time.sleep(self.delay)
+            succeeded = not target.value.lower().startswith(FAILING_PREFIX)
+            detail = (
+                f"Simulated {job.action} on {target.value}."
+                if succeeded
+                else f"Simulated failure: {target.value} did not answer."
+            )
+            ExecutorCall.objects.create(
+                request_id=job.request_id,
+                target_id=target.id,
+                executor=self.name,
+                idempotency_key=job.idempotency_key,
+                outcome="succeeded" if succeeded else "failed",
+                detail=detail,
+            )
+            return TargetResult(target.id, succeeded, detail)
+
+
+def sign(body: bytes, secret: str) -> str:
+    """The signature header's value for `body`: `sha256=` and the hex HMAC-SHA256."""
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+class WebhookExecutor:
+    """POSTs the job to the provider's own automation and reads per-target results back.
+
+    Request body: `{"action", "parameters", "targets": [{"position", "kind", "value"}],
+    "idempotency_key", "request": {"uuid", "organization"}}`. Expected reply (2xx):
+    `{"results": [{"target": <value> or "position": <n>, "status": "successful" | "failed",
+    "message": "..."}]}`. A 5xx, 408, 425, 429, a timeout or a refused connection is
+    transient; any other 4xx fails every target with the reply's text.
+    """
+
+    name = "webhook"
+
+    def __init__(self, url: str | None = None, secret: str | None = None, timeout=None):
+        self.url = settings.EXECUTOR_WEBHOOK_URL if url is None else url
+        self.secret = settings.EXECUTOR_WEBHOOK_SECRET if secret is None else secret
+        self.timeout = settings.EXECUTOR_WEBHOOK_TIMEOUT if timeout is None else timeout
+        if urlsplit(self.url).scheme not in {"http", "https"}:
+            raise ExecutorNotConfigured(
+                "EXECUTOR_WEBHOOK_URL must be an http:// or https:// URL of the automation "
+                "that runs response actions."
+            )
+        if not self.secret:
+            raise ExecutorNotConfigured(
+                "EXECUTOR_WEBHOOK_SECRET is not set: the webhook executor signs every call "
+                "with it, so the automation can tell the portal's calls from anyone else's."
+            )
+
+    def payload(self, job: Job) -> bytes:
+        return json.dumps(
+            {
+                "action": job.action,
+                "parameters": job.parameters,
+                "targets": [
+                    {"position": t.position, "kind": t.kind, "value": t.value} for t in job.targets
+                ],
+                "idempotency_key": str(job.idempotency_key),
+                "request": {"uuid": str(job.idempotency_key), "organization": job.organization},
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        ).encode()
+
+    def execute(self, job: Job) -> Iterator[TargetResult]:
+        body = self.payload(job)
+        try:
+            status, reply = self._post(body, job.idempotency_key)
+        except TransientExecutorError as error:
+            self._record(job, "transient", str(error))
+            raise
+        refused = not 200 <= status < 300
+        self._record(job, "refused" if refused else "ok", f"HTTP {status}")
+        if refused:
+            text = reply.decode(errors="replace").strip()[:500]
+            message = f"The executor refused the request (HTTP {status})" + (
+                f": {text}" if text else "."
+            )
+            yield from (TargetResult(t.id, False, message) for t in job.targets)
+            return
+        yield from self._results(job, reply)
+
+    def _post(self, body: bytes, key: uuid.UUID) -> tuple[int, bytes]:
+        request = urllib.request.Request(  # noqa: S310 (the scheme is checked in __init__)
+            self.url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": "Response Portal",
+                "Idempotency-Key": str(key),
+                SIGNATURE_HEADER: sign(body, self.secret),
+            },
+        )
+        try:
+            with _OPENER.open(request, timeout=self.timeout) as response:
+                return response.status, response.read(MAX_REPLY_BYTES)
+        except urllib.error.HTTPError as error:
+            if error.code >= 500 or error.code in TRANSIENT_CLIENT_ERRORS:
+                raise TransientExecutorError(
+                    f"The executor answered HTTP {error.code}; the call will be retried."
+                ) from error
+            return error.code, error.read(MAX_REPLY_BYTES)
+        except TimeoutError as error:
+            raise TransientExecutorError(
+                f"The executor did not answer within {self.timeout:g} s; the call will be retried."
+            ) from error
+        except urllib.error.URLError as error:
+            raise TransientExecutorError(
+                f"The executor could not be reached ({error.reason}); the call will be retried."
+            ) from error
+        except (ConnectionError, http.client.HTTPException) as error:
+            raise TransientExecutorError(
+                f"The connection to the executor failed ({error!r}); the call will be retried."
+            ) from error
+
+    def _results(self, job: Job, reply: bytes) -> Iterator[TargetResult]:
+        try:
+            results = json.loads(reply)["results"]
+            if not isinstance(results, list):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            message = 'The executor\'s reply was not JSON with a "results" list.'
+            yield from (TargetResult(t.id, False, message) for t in job.targets)
+            return
+        by_position = {t.position: t for t in job.targets}
+        by_value = {t.value: t for t in job.targets}
+        answered: dict[int, TargetResult] = {}
+        for item in results:
+            if not isinstance(item, dict):
+                continue
+            target = by_position.get(item.get("position")) or by_value.get(item.get("target"))
+            if target is None or target.id in answered:
+                continue
+            status = item.get("status")
+            message = str(item.get("message", ""))[:2000]
+            if status not in {"successful", "failed"}:
+                answered[target.id] = TargetResult(
+                    target.id, False, f"The executor gave an unknown status `{str(status)[:40]}`."
+                )
+            else:
+                answered[target.id] = TargetResult(target.id, status == "successful", message)
+        for target in job.targets:
+            yield answered.get(
+                target.id,
+                TargetResult(target.id, False, "The executor gave no result for this target."),
+            )
+
+    def _record(self, job: Job, outcome: str, detail: str) -> None:
+        from approvals.models import ExecutorCall
+
+        ExecutorCall.objects.create(
+            request_id=job.request_id,
+            executor=self.name,
+            idempotency_key=job.idempotency_key,
+            outcome=outcome,
+            detail=detail[:2000],
+        )
+
+
+EXECUTORS = {"simulated": SimulatedExecutor, "webhook": WebhookExecutor}
+
+
+def get_executor(name: str | None = None):
+    """The executor `settings.RESPONSE_EXECUTOR` names (or `name`)."""
+    name = name or settings.RESPONSE_EXECUTOR
+    if name not in EXECUTORS:
+        raise ExecutorNotConfigured(
+            f"RESPONSE_EXECUTOR={name!r} is not an executor: expected one of "
+            f"{', '.join(sorted(EXECUTORS))}."
+        )
+    return EXECUTORS[name]()

@@ -1,0 +1,88 @@
+"""Celery tasks. They take primary keys and call the service functions; nothing else.
+
+`execute_request` is safe to deliver twice: a finished request is left alone, a request in
+progress continues with its unfinished targets only, and the executor gets the request's UUID
+as idempotency key, so each target's effect happens once. Late acknowledgement (settings)
+puts the message back on the queue when a worker dies in the middle.
+"""
+
+import logging
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from actions.executors import ExecutorNotConfigured, TransientExecutorError, get_executor
+
+from . import execution, notifications, services
+from .models import TargetStatus
+
+logger = logging.getLogger(__name__)
+
+MAX_RETRIES = 5
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(TransientExecutorError,),
+    retry_backoff=5,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=MAX_RETRIES,
+)
+def execute_request(self, request_id: int) -> str:
+    job = execution.start_execution(request_id)
+    if job is None:
+        return "nothing to do"
+    try:
+        executor = get_executor()
+        for result in executor.execute(job):
+            execution.finish_target(
+                result.target_id, succeeded=result.succeeded, message=result.message
+            )
+    except TransientExecutorError as error:
+        if self.request.retries < MAX_RETRIES:
+            raise
+        execution.finish_execution(
+            request_id,
+            message=f"Gave up after {self.request.retries + 1} attempts: {error}",
+        )
+        return "gave up"
+    except ExecutorNotConfigured as error:
+        execution.finish_execution(request_id, message=f"The executor is not configured: {error}")
+        return "not configured"
+    except SoftTimeLimitExceeded:
+        execution.finish_execution(
+            request_id,
+            unfinished=TargetStatus.TERMINATED,
+            message="Stopped: the execution took longer than its time limit.",
+        )
+        return "terminated"
+    return execution.finish_execution(request_id).status
+
+
+@shared_task(bind=True, max_retries=3, ignore_result=True, soft_time_limit=60, time_limit=90)
+def send_notification(self, kind: str, request_id: int) -> int:
+    try:
+        return notifications.send(kind, request_id)
+    except Exception as error:
+        if not self.request.is_eager and self.request.retries < self.max_retries:
+            raise self.retry(exc=error, countdown=60 * 2**self.request.retries) from error
+        logger.exception("The %s e-mail about request %s could not be sent.", kind, request_id)
+        return 0
+
+
+@shared_task(ignore_result=True)
+def expire_requests() -> int:
+    return services.expire_overdue_requests()
+
+
+@shared_task(ignore_result=True)
+def end_expired_sessions() -> int:
+    return execution.expire_remote_shells()
+
+
+@shared_task(ignore_result=True)
+def dispatch_stranded() -> int:
+    return execution.redispatch_stranded()

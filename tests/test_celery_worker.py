@@ -1,0 +1,338 @@
+"""A real `celery worker` process against Redis and PostgreSQL: approved work runs, a killed
+worker loses nothing, and a broker outage strands nothing.
+
+Needs PostgreSQL (the worker is another process: it must see the test's committed rows) and
+Redis (`TEST_REDIS_URL`, a database other than 0). Without them the tests skip on a laptop and
+fail in CI (`CI=true`). Each run sends its tasks to a queue of its own, which it deletes at the
+end, so two runs sharing one Redis database never take each other's messages.
+"""
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import kombu.pools
+import pytest
+import redis
+from django.db import connection
+
+from actions.models import ResponseAction
+from actions.sync import sync_catalog
+from approvals import execution, services
+from approvals.models import ExecutorCall, RequestStatus, TargetStatus
+from responseportal.celery import app
+
+from .approvals_helpers import submit
+from .conftest import IN_CI
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
+ON_POSTGRESQL = connection.vendor == "postgresql"
+# A port nothing listens on: connecting to it is refused at once.
+UNREACHABLE_REDIS = "redis://127.0.0.1:1/15"
+# How long the worker may hold a message without acknowledging it before Redis hands it to
+# another worker (CELERY_VISIBILITY_TIMEOUT); short here, so a killed worker's is soon back.
+VISIBILITY_TIMEOUT = 2
+QUEUE = f"response-portal-tests-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+pytestmark = [
+    pytest.mark.postgresql,
+    # Transactional tests flush the tables after each test, which SQLite's append-only audit
+    # trigger refuses: on SQLite they do not run at all (in CI the fixture below fails instead).
+    pytest.mark.skipif(
+        not ON_POSTGRESQL and not IN_CI,
+        reason="needs PostgreSQL and Redis: set DATABASE_URL and TEST_REDIS_URL to run it",
+    ),
+    pytest.mark.django_db(transaction=True),
+]
+
+
+def _unavailable(message: str) -> None:
+    if IN_CI:
+        pytest.fail(f"CI=true but {message}")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def requires_redis():
+    """Redis at TEST_REDIS_URL; skip on a laptop, fail in CI. This run's queue goes at the end."""
+    if not REDIS_URL:
+        _unavailable("TEST_REDIS_URL is not set: set it to e.g. redis://127.0.0.1:6379/15")
+    if urlsplit(REDIS_URL).path.strip("/") in {"", "0"}:
+        pytest.fail(
+            f"TEST_REDIS_URL={REDIS_URL} names Redis database 0, where applications keep "
+            "their data: give the tests a database of their own, e.g. redis://127.0.0.1:6379/15"
+        )
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.exceptions.RedisError as error:
+        _unavailable(f"Redis at {REDIS_URL} does not answer ({error})")
+    yield REDIS_URL
+    for key in client.scan_iter(match=f"*{QUEUE}*"):
+        client.delete(key)
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def _catalog_kept(django_db_blocker):
+    """Put the catalog back after this module: the flush after a transactional test empties
+    every table, the catalog its data migration filled included."""
+    yield
+    with django_db_blocker.unblock():
+        sync_catalog()
+
+
+@pytest.fixture
+def catalog(_catalog_kept, requires_postgresql):
+    if not ResponseAction.objects.exists():
+        sync_catalog()
+
+
+def use_broker(url: str | None) -> None:
+    """Send this process's tasks to `url` on this run's queue, or run them in-process (None)."""
+    # Celery caches its connection pool, queues and router on first use (and kombu its pools
+    # by URL): drop them, to be built again from the configuration below.
+    kombu.pools.reset()
+    app._pool = None
+    app.__dict__.pop("amqp", None)
+    app.conf.broker_url = url or ""
+    app.conf.task_default_queue = QUEUE if url else "celery"
+    app.conf.task_always_eager = url is None
+
+
+@pytest.fixture
+def broker(requires_redis):
+    use_broker(requires_redis)
+    yield requires_redis
+    use_broker(None)
+
+
+def worker_database_url() -> str:
+    """The test database, for the worker: its name is not the one in DATABASE_URL."""
+    db = connection.settings_dict
+    credentials = quote(db["USER"] or "", safe="")
+    if db["PASSWORD"]:
+        credentials += ":" + quote(db["PASSWORD"], safe="")
+    host = db["HOST"] or "127.0.0.1"
+    return f"postgres://{credentials}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+class Worker:
+    """`celery -A responseportal worker` in a process group of its own, logging to a file."""
+
+    def __init__(self, name: str, *, delay: float):
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in stop())
+            prefix=f"celery-{name}-", suffix=".log", delete=False
+        )
+        env = {
+            **os.environ,
+            "DATABASE_URL": worker_database_url(),
+            "DATABASE_CONN_MAX_AGE": "0",
+            "SECRET_KEY": "insecure-key-for-the-worker-under-test",
+            "DEBUG": "false",
+            "CELERY_BROKER_URL": REDIS_URL,
+            "CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
+            "CELERY_TASK_DEFAULT_QUEUE": QUEUE,
+            "RESPONSE_EXECUTOR": "simulated",
+            "SIMULATED_EXECUTOR_DELAY": str(delay),
+            "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
+        }
+        self.process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "celery", "-A", "responseportal", "worker"),
+                *("--pool=solo", "--loglevel=INFO", f"--hostname={name}@%h"),
+                *("--without-gossip", "--without-mingle", "--without-heartbeat"),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")
+
+    def wait_until_ready(self, timeout: float = 30) -> None:
+        wait_for(lambda: " ready." in self.output(), timeout, "the worker to start", self)
+
+    def kill(self) -> None:
+        """SIGKILL, as an out-of-memory killer or a pulled plug would: no clean shutdown."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        """A warm shutdown (messages it holds go back to the queue), SIGKILL if it lingers."""
+        try:
+            if self.process.poll() is None:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(timeout=10)
+            self.kill()
+        finally:
+            self.log.close()
+            os.unlink(self.log.name)
+
+
+def wait_for(condition, timeout: float, what: str, *workers: Worker) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        for worker in workers:
+            if worker.process.poll() is not None:
+                pytest.fail(f"The worker exited while waiting for {what}:\n{worker.output()}")
+        time.sleep(0.1)
+    logs = "\n".join(worker.output()[-4000:] for worker in workers)
+    pytest.fail(f"Timed out after {timeout} s waiting for {what}.\n{logs}")
+
+
+@pytest.fixture
+def workers(catalog, broker):
+    """Start workers with `workers(name, delay=...)`; every one is killed at the end."""
+    started: list[Worker] = []
+
+    def start(name: str, *, delay: float = 0) -> Worker:
+        worker = Worker(name, delay=delay)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def status_of(request) -> str:
+    request.refresh_from_db()
+    return request.status
+
+
+def approve(acme, operator, admin, endpoints):
+    request = submit(acme, operator, endpoints=endpoints)
+    services.approve_request(request.pk, actor=admin)
+    return request
+
+
+def effects(request) -> dict[str, int]:
+    """How many times the simulated executor had an effect on each target."""
+    calls = ExecutorCall.objects.filter(request=request, outcome__in=["succeeded", "failed"])
+    counted: dict[str, int] = {}
+    for value in calls.values_list("target__value", flat=True):
+        counted[value] = counted.get(value, 0) + 1
+    return counted
+
+
+def test_a_worker_runs_approved_requests_to_their_outcome(workers, acme, operator, admin):
+    worker = workers("runner", delay=0.1)
+    successful = approve(acme, operator, admin, ["ws-1", "ws-2"])
+    partial = approve(acme, operator, admin, ["ws-3", "fail-4"])
+
+    wait_for(
+        lambda: (
+            status_of(successful) == RequestStatus.SUCCESSFUL
+            and status_of(partial) == RequestStatus.PARTIALLY_SUCCESSFUL
+        ),
+        30,
+        "both requests to finish",
+        worker,
+    )
+
+    assert dict(successful.targets.values_list("value", "status")) == {
+        "ws-1": TargetStatus.SUCCESSFUL,
+        "ws-2": TargetStatus.SUCCESSFUL,
+    }
+    failed = partial.targets.get(value="fail-4")
+    assert (failed.status, failed.message) == (
+        TargetStatus.FAILED,
+        "Simulated failure: fail-4 did not answer.",
+    )
+    assert effects(successful) == {"ws-1": 1, "ws-2": 1}
+    verbs = list(successful.events.order_by("id").values_list("verb", flat=True))
+    assert verbs == [
+        "request.submitted",
+        "request.approved",
+        "execution.queued",
+        "execution.started",
+        "execution.succeeded",
+    ]
+    assert "Traceback" not in worker.output()
+
+
+def test_a_worker_killed_mid_execution_loses_nothing(workers, acme, operator, admin):
+    first = workers("doomed", delay=1.0)
+    request = approve(acme, operator, admin, ["ws-1", "ws-2", "ws-3", "ws-4"])
+    wait_for(
+        lambda: request.targets.filter(status=TargetStatus.SUCCESSFUL).exists(),
+        30,
+        "the first target to finish",
+        first,
+    )
+
+    first.kill()
+
+    assert status_of(request) == RequestStatus.IN_PROGRESS
+    done_before = set(
+        request.targets.filter(status=TargetStatus.SUCCESSFUL).values_list("value", flat=True)
+    )
+    assert 1 <= len(done_before) < 4
+    # The message was delivered and never acknowledged: once its visibility timeout has
+    # passed, Redis gives it to the next worker that asks.
+    time.sleep(VISIBILITY_TIMEOUT + 0.5)
+    second = workers("successor", delay=0.2)
+
+    wait_for(
+        lambda: status_of(request) == RequestStatus.SUCCESSFUL,
+        30,
+        "the successor to finish the request",
+        second,
+    )
+
+    assert effects(request) == {"ws-1": 1, "ws-2": 1, "ws-3": 1, "ws-4": 1}
+    assert set(ExecutorCall.objects.values_list("idempotency_key", flat=True)) == {request.uuid}
+    assert request.execution_attempts == 2
+    verbs = list(request.events.order_by("id").values_list("verb", flat=True))
+    assert verbs[-3:] == ["execution.started", "execution.resumed", "execution.succeeded"]
+    resumed = request.events.get(verb="execution.resumed")
+    assert resumed.data["targets_left"] == 4 - len(done_before)
+
+
+def test_an_approval_while_redis_is_down_runs_once_redis_is_back(
+    workers, acme, operator, admin, caplog
+):
+    request = submit(acme, operator, endpoints=["ws-1"])
+    use_broker(UNREACHABLE_REDIS)
+
+    started = time.monotonic()
+    services.approve_request(request.pk, actor=admin)
+    took = time.monotonic() - started
+
+    assert took < 15, f"the approval waited {took:.1f} s for a broker that is down"
+    assert status_of(request) == RequestStatus.QUEUED
+    assert request.decided_by == admin
+    assert "could not be sent to the workers" in caplog.text
+
+    use_broker(REDIS_URL)
+    worker = workers("after-outage", delay=0)
+    worker.wait_until_ready()
+    time.sleep(0.5)
+    assert status_of(request) == RequestStatus.QUEUED  # nothing was in Redis to run
+    assert execution.redispatch_stranded(waited=timedelta(0)) == 1
+
+    wait_for(
+        lambda: status_of(request) == RequestStatus.SUCCESSFUL,
+        30,
+        "the re-sent request to run",
+        worker,
+    )
+    assert effects(request) == {"ws-1": 1}
+    assert request.events.filter(verb="execution.redispatched").count() == 1
