@@ -74,6 +74,7 @@ VERBS = (
     "auth.signed_in",
     "auth.signed_out",
     "auth.sign_in_failed",
+    "auth.locked_out",
     "audit.exported",
 )
 

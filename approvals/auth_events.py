@@ -1,6 +1,7 @@
 """Sign-in, sign-out and failed sign-in, recorded in the audit log of each of the user's
 organizations (or on the platform chain when the user belongs to none, or does not exist)."""
 
+from axes.signals import user_locked_out
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.db import transaction
@@ -60,3 +61,17 @@ def sign_in_failed(sender, credentials, request=None, **kwargs) -> None:
         )
     else:
         _record_everywhere(user, "auth.sign_in_failed", request, actor_username=tried, data=data)
+
+
+@receiver(user_locked_out, dispatch_uid="audit_locked_out")
+def locked_out(sender, request, username, ip_address, **kwargs) -> None:
+    """Too many failed sign-ins for one username from one address: sign-in is refused a while."""
+    User = get_user_model()
+    user = User._default_manager.filter(**{User.USERNAME_FIELD: username}).first()
+    data = {"username": username, "ip_address": ip_address}
+    if user is None:
+        record(
+            None, "auth.locked_out", actor_username=username, data=data, context=_context(request)
+        )
+    else:
+        _record_everywhere(user, "auth.locked_out", request, actor_username=username, data=data)

@@ -123,10 +123,9 @@ class RequestFilter(forms.Form):
 
     def apply(self, requests):
         if not self.is_valid():
-            return requests
+            return self.filter_status(requests, "")
         data = self.cleaned_data
-        if data["status"]:
-            requests = requests.filter(status=data["status"])
+        requests = self.filter_status(requests, data["status"])
         if data["action"]:
             requests = requests.filter(action__key=data["action"])
         if data["q"]:
@@ -134,6 +133,9 @@ class RequestFilter(forms.Form):
                 Q(summary__icontains=data["q"]) | Q(targets__value__icontains=data["q"])
             ).distinct()
         return requests
+
+    def filter_status(self, requests, status: str):
+        return requests.filter(status=status) if status else requests
 
 
 def _listing(organization):
@@ -300,8 +302,9 @@ class QueueFilter(RequestFilter):
     )
 
     def apply(self, requests):
-        status = self.cleaned_data.get("status") if self.is_valid() else ""
-        requests = super().apply(requests.filter(approval_mode=ApprovalMode.MANUAL))
+        return super().apply(requests.filter(approval_mode=ApprovalMode.MANUAL))
+
+    def filter_status(self, requests, status: str):
         if status == "decided":
             return requests.exclude(status=RequestStatus.PENDING).order_by("-decided_at", "-id")
         if status == "all":

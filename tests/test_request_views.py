@@ -10,7 +10,7 @@ from approvals import services
 from approvals.models import ActionRequest, AuditEvent, RequestStatus
 from responseportal.models import Role
 
-from .approvals_helpers import submit
+from .approvals_helpers import submit, turn_on_auto_approval
 from .conftest import client_for
 from .factories import MembershipFactory, UserFactory
 
@@ -165,6 +165,22 @@ class TestQueue:
         )
         page = client_for(admin).get(url("queue")).context["page"]
         assert [r.pk for r in page.object_list] == [first.pk, second.pk]
+
+    def test_it_shows_decided_or_all_requests_on_demand(self, acme, operator, admin):
+        waiting = submit(acme, operator, endpoints=["waiting.acme.test"])
+        decided = submit(acme, operator, endpoints=["decided.acme.test"])
+        services.reject_request(decided.pk, actor=admin, reason="no")
+        turn_on_auto_approval(acme)
+        submit(acme, operator, endpoints=["auto.acme.test"])  # never in the queue
+        client = client_for(admin)
+
+        def shown(status):
+            page = client.get(url("queue"), {"status": status} if status else {}).context["page"]
+            return {r.pk for r in page.object_list}
+
+        assert shown(None) == shown("pending") == {waiting.pk}
+        assert shown("decided") == {decided.pk}
+        assert shown("all") == {waiting.pk, decided.pk}
 
     def test_it_filters_by_action_and_keyword(self, acme, operator, admin):
         submit(acme, operator, endpoints=["alpha.acme.test"])
