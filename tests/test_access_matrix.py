@@ -5,9 +5,9 @@ pattern this table does not classify fails the test until someone says who may u
 """
 
 import pytest
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import NoReverseMatch, URLPattern, URLResolver, get_resolver, reverse
 
-from approvals.models import ActionRequest
+from approvals.models import ActionRequest, AuditEvent
 
 from .approvals_helpers import submit
 from .conftest import client_for
@@ -53,19 +53,68 @@ def url_names(resolver=None, namespace="") -> set[str]:
     names = set()
     for pattern in (resolver or get_resolver()).url_patterns:
         if isinstance(pattern, URLResolver):
-            if pattern.namespace == "admin":
-                continue  # Django's own admin: staff only, tested in test_admin.py
-            names |= url_names(pattern)
+            inner = f"{namespace}{pattern.namespace}:" if pattern.namespace else namespace
+            names |= url_names(pattern, inner)
         elif isinstance(pattern, URLPattern) and pattern.name:
-            names.add(pattern.name)
+            names.add(namespace + pattern.name)
     return names
+
+
+def admin_pages() -> list[str]:
+    """The Django admin's pages that take no argument: its index and every model's lists."""
+    pages = []
+    for name in sorted(n for n in url_names() if n.startswith("admin:")):
+        try:
+            pages.append(reverse(name))
+        except NoReverseMatch:
+            continue  # pages about one object: the same staff check guards them
+    return pages
 
 
 def test_every_url_is_classified():
     known = set(MATRIX) | set(SIGNED_IN) | PUBLIC
-    unclassified = url_names() - known
+    # Django's admin is for platform (staff) admins only: checked page by page below.
+    unclassified = {name for name in url_names() if not name.startswith("admin:")} - known
     assert not unclassified, f"Classify these URLs in the access matrix: {sorted(unclassified)}"
     assert not known - url_names(), "The matrix names URLs that no longer exist"
+    assert len(admin_pages()) > 10
+
+
+@pytest.mark.parametrize("who", CAST)
+def test_the_django_admin_lets_in_platform_admins_only(cast, client, who):
+    from django.contrib.auth import get_user_model
+
+    staff = get_user_model().objects.create_superuser("platform", "p@example.com", "x" * 16)
+    for page in admin_pages():
+        if page.endswith("/logout/"):
+            continue
+        login = reverse("admin:login")
+        for visitor in (client, client_for(cast[who])):
+            response = visitor.get(page)
+            if page == login:
+                assert response.status_code == 200
+            else:
+                assert response.status_code == 302, page
+                assert response["Location"].startswith(login), page
+        # Let in: a page, a redirect that is not to the sign-in, or a read-only model's "add".
+        answer = client_for(staff).get(page)
+        assert answer.status_code in {200, 302, 403}, page
+        assert not answer.get("Location", "").startswith(login), page
+
+
+@pytest.mark.parametrize(
+    "name", sorted({n for n, spec in MATRIX.items() if spec[0] == "POST"} | set(POSTS))
+)
+def test_every_post_needs_a_csrf_token(cast, pending, csrf_client, name):
+    allowed = POSTS.get(name) or MATRIX[name][2]
+    csrf_client.force_login(cast[sorted(allowed)[0]])
+    before = list(ActionRequest.objects.values_list("status", flat=True))
+    events = AuditEvent.objects.exclude(verb__startswith="auth.").count()
+    target = url_for(name, pending, pending.events.first().pk)
+    response = csrf_client.post(target, MATRIX.get(name, ("", "", "", "", {}))[4])
+    assert response.status_code == 403
+    assert list(ActionRequest.objects.values_list("status", flat=True)) == before
+    assert AuditEvent.objects.exclude(verb__startswith="auth.").count() == events
 
 
 def url_for(name: str, request: ActionRequest, event_pk: int) -> str:

@@ -200,3 +200,13 @@ def test_free_text_is_escaped_on_every_page(acme, operator, admin, auditor):
     # The dashboard, the requests list and the audit log list show no descriptions, and the
     # request submitted through the service layer carries none: every other page shows it.
     assert shown == len(pages) - 4
+
+
+@pytest.mark.django_db
+def test_passwords_need_twelve_characters():
+    from django.contrib.auth.password_validation import validate_password
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match="at least 12 characters"):
+        validate_password("Xq7#mv2!Lp9")
+    validate_password("Xq7#mv2!Lp9z")
