@@ -1,12 +1,19 @@
-// Follows a request while it runs: polls its status.json every 2 s and updates the status,
-// the execution times and each target's row in place. When the request finishes, the page
-// reloads once, to show the timeline and what the outcome allows (such as ending a shell).
+// Follows a request while it waits or runs: polls its status.json and updates the status,
+// the execution times and each target's row in place. When a pending request is decided,
+// or a running one finishes, the page reloads once, to show the timeline and what the new
+// state allows (such as ending a shell).
 (function () {
   "use strict";
 
   const INTERVAL_MS = 2000;
-  const section = document.querySelector("[data-status-url]");
-  if (!section || section.dataset.running !== "true") {
+  // A request waiting for a decision changes seldom: ask less often.
+  const PENDING_INTERVAL_MS = 5000;
+  const section = document.getElementById("request-follow");
+  if (!section) {
+    return;
+  }
+  const pending = section.dataset.status === "pending";
+  if (!pending && section.dataset.running !== "true") {
     return;
   }
   const url = section.dataset.statusUrl;
@@ -25,7 +32,7 @@
   }
 
   function field(name) {
-    return section.querySelector('[data-field="' + name + '"]');
+    return document.querySelector('#execution [data-field="' + name + '"]');
   }
 
   function moment(name, value) {
@@ -85,15 +92,22 @@
           return;
         }
         const data = await response.json();
-        update(data);
-        if (!data.running) {
+        if (data.status === "pending") {
+          window.setTimeout(poll, PENDING_INTERVAL_MS);
+          return;
+        }
+        if (pending || !data.running) {
+          if (!pending) {
+            update(data);
+          }
           window.location.reload();
           return;
         }
+        update(data);
       }
     }
     window.setTimeout(poll, INTERVAL_MS);
   }
 
-  window.setTimeout(poll, INTERVAL_MS);
+  window.setTimeout(poll, pending ? PENDING_INTERVAL_MS : INTERVAL_MS);
 })();
