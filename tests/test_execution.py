@@ -543,12 +543,13 @@ class TestDetailPage:
         assert '<span class="status status-failed"><span aria-hidden="true">✖</span> ' in page
         assert "no answer" in page
 
-    def test_a_pending_request_has_no_execution_section(self, acme, operator):
+    def test_a_pending_request_has_no_execution_section_but_is_followed(self, acme, operator):
         request = submit(acme, operator)
 
         page = client_for(operator).get(url("request_detail", request)).content.decode()
 
-        assert "data-status-url" not in page
+        assert 'id="execution"' not in page
+        assert 'data-status="pending"' in page
 
     def test_a_session_past_its_validity_shows_it_is_over(self, acme, operator, admin):
         request = shell(acme, operator, admin)
