@@ -2,7 +2,8 @@
 
 They need Chromium (`apt-get install chromium`) and PostgreSQL (the live server's database is
 emptied between tests, which the audit table's append-only trigger refuses on SQLite). Without
-either they skip with the reason; with CI=true a missing one fails instead.
+either they skip with the reason; with CI=true a missing one fails instead. The accessibility
+test also needs axe-core (`npm install --no-save axe-core@4`, or its axe.min.js in AXE_CORE_JS).
 """
 
 import os
@@ -24,7 +25,9 @@ from ..conftest import IN_CI
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 PASSWORD = "demo-password"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-results"
+PROJECT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = PROJECT / "test-results"
+VIEWPORT = {"width": 1280, "height": 900}
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -81,22 +84,64 @@ def e2e_db(transactional_db):
         user.save(update_fields=["password"])
 
 
-@pytest.fixture
-def portal(e2e_db, live_server, browser, request):
-    """A fresh browser context on the live portal; a failing test leaves a screenshot."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+def new_page(browser, base_url: str, **context_options):
+    """A page in a fresh browser context (its own cookies) on the portal at `base_url`."""
+    context = browser.new_context(viewport=VIEWPORT, **context_options)
     context.set_default_timeout(10_000)
     page = context.new_page()
-    page.base_url = live_server.url
+    page.base_url = base_url
     dialogs = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     page.dialogs = dialogs
+    return page
+
+
+def _close(pages, request) -> None:
+    failed = getattr(request.node, "failed_call", False)
+    for n, page in enumerate(pages):
+        if failed:
+            SCREENSHOTS.mkdir(exist_ok=True)
+            name = re.sub(r"[^\w.-]+", "_", request.node.nodeid) + (f"-{n}" if n else "")
+            page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+        page.context.close()
+
+
+@pytest.fixture
+def portal(e2e_db, live_server, browser, request):
+    """A fresh browser context on the live portal; a failing test leaves a screenshot."""
+    page = new_page(browser, live_server.url)
     yield page
-    if getattr(request.node, "failed_call", False):
-        SCREENSHOTS.mkdir(exist_ok=True)
-        name = re.sub(r"[^\w.-]+", "_", request.node.nodeid)
-        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-    context.close()
+    _close([page], request)
+
+
+@pytest.fixture
+def browser_of(portal, browser, request):
+    """browser_of(username): another person's browser (own context), signed in to the portal.
+
+    Closed at the end of the test; a failing test leaves a screenshot of each.
+    """
+    pages = []
+
+    def open_for(username: str, **context_options):
+        page = new_page(browser, portal.base_url, **context_options)
+        pages.append(page)
+        sign_in(page, username)
+        return page
+
+    yield open_for
+    _close(pages, request)
+
+
+@pytest.fixture(scope="session")
+def axe_core_js() -> Path:
+    """axe-core's script: AXE_CORE_JS, or the one `npm install axe-core@4` put in the project."""
+    path = Path(os.environ.get("AXE_CORE_JS") or PROJECT / "node_modules/axe-core/axe.min.js")
+    if not path.is_file():
+        _missing(
+            f"the accessibility test needs axe-core at {path}: run "
+            "`npm install --no-save axe-core@4` in the project, or set AXE_CORE_JS"
+        )
+    return path
 
 
 def sign_in(page, username: str, password: str = PASSWORD) -> None:
@@ -109,6 +154,16 @@ def sign_in(page, username: str, password: str = PASSWORD) -> None:
 
 def go(page, path: str) -> None:
     page.goto(page.base_url + path)
+
+
+def tab_to(page, target, *, limit: int = 60) -> None:
+    """Press Tab until `target` (a locator) has the keyboard focus; fail after `limit` presses."""
+    element = target.element_handle()
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("element => element === document.activeElement", element):
+            return
+    raise AssertionError(f"{target} did not get the focus in {limit} presses of Tab")
 
 
 def pytest_collection_modifyitems(items):
