@@ -43,14 +43,6 @@ FINISHED_VERBS = {
 NO_RESULT = "The executor gave no result for this target."
 
 
-def _lock(request_id: int) -> ActionRequest:
-    return (
-        ActionRequest.objects.select_for_update(of=("self",))
-        .select_related("organization", "action", "requester", "ended_by")
-        .get(pk=request_id)
-    )
-
-
 def send(request_id: int) -> bool:
     """Hand the request to the workers; False (logged) if the broker cannot take it now.
 
@@ -73,7 +65,7 @@ def send(request_id: int) -> bool:
 def queue_request(request_id: int) -> bool:
     """Approved → queued, and send it to the workers after commit; False if not approved."""
     with transaction.atomic():
-        request = _lock(request_id)
+        request = services.lock_request(request_id)
         if request.status != RequestStatus.APPROVED:
             return False
         request.status = RequestStatus.QUEUED
@@ -100,7 +92,7 @@ def start_execution(request_id: int) -> Job | None:
     None when there is nothing to do: the request is finished, or not yet queued.
     """
     with transaction.atomic():
-        request = _lock(request_id)
+        request = services.lock_request(request_id)
         if request.status not in {RequestStatus.QUEUED, RequestStatus.IN_PROGRESS}:
             return None
         now = timezone.now()
@@ -169,7 +161,7 @@ def finish_execution(
     them, or never answered for them). A request already finished is left as it is.
     """
     with transaction.atomic():
-        request = _lock(request_id)
+        request = services.lock_request(request_id)
         if request.status != RequestStatus.IN_PROGRESS:
             return request
         now = timezone.now()
@@ -228,7 +220,7 @@ def end_remote_shell(
         )
     now = timezone.now()
     with transaction.atomic():
-        request = _lock(request_id)
+        request = services.lock_request(request_id)
         role = services._role_of(
             actor, request.organization, {Role.ADMIN}, "end remote shell sessions"
         )
@@ -283,7 +275,7 @@ def _expire_shell(request: ActionRequest) -> None:
 def expire_remote_shell(request_id: int) -> bool:
     """End one remote shell session past its validity; False if it was not (or no longer)."""
     with transaction.atomic():
-        request = _lock(request_id)
+        request = services.lock_request(request_id)
         if not _is_overdue_shell(request, timezone.now()):
             return False
         _expire_shell(request)
@@ -332,7 +324,7 @@ def redispatch_request(request_id: int, *, waited: timedelta, idle: timedelta) -
     """
     now = timezone.now()
     with transaction.atomic():
-        request = _lock(request_id)
+        request = services.lock_request(request_id)
         if not _stranded(request, now, waited, idle):
             return False
         since = _waiting_since(request)

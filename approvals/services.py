@@ -84,10 +84,11 @@ def _no_longer_pending(request: ActionRequest) -> str:
     return f"This request was already approved {by_whom}."
 
 
-def _lock(request_id: int) -> ActionRequest:
+def lock_request(request_id: int) -> ActionRequest:
+    """The request's row, locked until the transaction ends, with what its messages name."""
     return (
         ActionRequest.objects.select_for_update(of=("self",))
-        .select_related("organization", "action", "requester", "decided_by")
+        .select_related("organization", "action", "requester", "decided_by", "ended_by")
         .get(pk=request_id)
     )
 
@@ -232,7 +233,7 @@ def _decide(
 ) -> ActionRequest:
     now = timezone.now()
     with transaction.atomic():
-        request = _lock(request_id)
+        request = lock_request(request_id)
         doing = "approve requests" if status == RequestStatus.APPROVED else "reject requests"
         role = _role_of(actor, request.organization, {Role.ADMIN}, doing)
         if request.requester_id == actor.pk:
@@ -301,7 +302,7 @@ def reject_request(
 def cancel_request(request_id: int, *, actor, context: AuditContext = SYSTEM) -> ActionRequest:
     now = timezone.now()
     with transaction.atomic():
-        request = _lock(request_id)
+        request = lock_request(request_id)
         if request.requester_id != actor.pk:
             raise PermissionDenied("Only the operator who submitted a request can cancel it.")
         role = _role_of(actor, request.organization, set(Role), "cancel requests")
@@ -328,7 +329,7 @@ def cancel_request(request_id: int, *, actor, context: AuditContext = SYSTEM) ->
 def expire_request(request_id: int) -> bool:
     """Mark one overdue pending request expired; False if it was not (or no longer) overdue."""
     with transaction.atomic():
-        request = _lock(request_id)
+        request = lock_request(request_id)
         if not request.is_overdue():
             return False
         _expire(request)
