@@ -6,7 +6,8 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count, Prefetch, Q
+from django.db.models import Count, IntegerField, OuterRef, Prefetch, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -139,10 +140,20 @@ class RequestFilter(forms.Form):
 
 
 def _listing(organization):
+    # Counted for each row of the page: Count("targets") would join and group every request
+    # of the organization (and the paginator's COUNT would repeat it) before the LIMIT.
+    target_count = Subquery(
+        RequestTarget.objects.filter(request=OuterRef("pk"))
+        .order_by()
+        .values("request")
+        .annotate(n=Count("pk"))
+        .values("n"),
+        output_field=IntegerField(),
+    )
     return (
         ActionRequest.objects.filter(organization=organization)
         .select_related("action", "requester", "decided_by")
-        .annotate(target_count=Count("targets"))
+        .annotate(target_count=Coalesce(target_count, 0))
         .prefetch_related(
             Prefetch(
                 "targets",
