@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run test lint migrations-check clean worker beat
+.PHONY: run test lint migrations-check clean worker beat bench
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ migrations-check: $(VENV)/.installed
 
 test: lint migrations-check
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Figures at scale in bench-results.json, on a database of its own (see the README's
+# Performance section); BENCH_ARGS=--quick for a tenth of the data, as in CI.
+bench: $(VENV)/.installed
+	SECRET_KEY=insecure-key-for-the-benchmark $(PY) manage.py bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache

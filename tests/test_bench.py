@@ -1,0 +1,146 @@
+"""The benchmark's arithmetic and reporting on small inputs; `make bench` itself is not run here."""
+
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from approvals.bench import report
+
+
+def page(median, p95=None):
+    return {"median": median, "p95": p95 if p95 is not None else median, "samples": 50}
+
+
+def results(**changes) -> dict:
+    """A full set of figures, every target met, with `changes` applied."""
+    found = {
+        "audit_first_page_ms": page(8.0),
+        "audit_deep_page_ms": page(9.0),
+        "admin_audit_first_page_ms": page(300.0),
+        "admin_audit_deep_page_ms": page(1800.0),
+        "queue_page_ms": page(20.0),
+        "admin_queue_page_ms": page(60.0),
+        "request_detail_ms": page(25.0),
+        "queries_per_page": {
+            "pages": {"audit_first_page": {"at_10": 6, "at_scale": 6}},
+        },
+        "export_100k_rows_s": {"value": 2.5, "rows": 100_000},
+        "export_peak_rss_mb": {"value": 4.2},
+        "audit_appends_per_s": {"value": 1500, "chains_intact": True},
+        "verify_events_per_s": {"value": 80_000},
+        "e2e_requests_per_s": {"value": 120.0, "requests": 2000, "successful": 2000},
+        "http_queue_rps": {"value": 90.0, "median_ms": 40.0, "p95_ms": 70.0},
+    }
+    found.update(changes)
+    return found
+
+
+def row(name, figures):
+    return next(r for r in report.rows(figures) if r[0] == name)
+
+
+def test_the_median_of_an_even_count_is_the_mean_of_the_middle_two():
+    assert report.median([4, 1, 3, 2]) == 2.5
+    assert report.median([7]) == 7
+
+
+def test_p95_is_the_nearest_rank():
+    assert report.p95(list(range(1, 101))) == 95
+    assert report.p95(list(range(50, 0, -1))) == 48  # the 48th of 50, whatever the order
+    assert report.p95([3.5]) == 3.5
+
+
+def test_no_samples_is_an_error_not_a_zero():
+    with pytest.raises(ValueError):
+        report.median([])
+    with pytest.raises(ValueError):
+        report.p95([])
+
+
+def test_timings_give_median_p95_and_how_many_samples():
+    assert report.timings([10.0, 30.0, 20.0], url="/q/") == {
+        "median": 20.0,
+        "p95": 30.0,
+        "samples": 3,
+        "url": "/q/",
+    }
+
+
+def test_the_table_pads_columns_and_right_aligns_figures():
+    text = report.table(
+        ("figure", "median", "p95"), [["a", "5.0 ms", "9.0 ms"], ["bb", "10.0 ms", ""]]
+    )
+    assert text.splitlines() == [
+        "figure  median   p95",
+        "------  -------  ------",
+        "a        5.0 ms  9.0 ms",
+        "bb      10.0 ms",
+    ]
+
+
+def test_a_run_that_meets_every_target_says_yes_to_each():
+    rows = report.rows(results())
+    assert row("audit_first_page_ms", results())[1:] == [
+        "8.0 ms",
+        "8.0 ms",
+        "< 50 ms median",
+        "yes",
+    ]
+    assert "200.0x" in row("audit_deep_page_ms", results())[3]
+    assert row("admin_audit_deep_page_ms", results())[3:] == ["for comparison", ""]
+    assert row("queries_per_page audit_first_page", results())[1] == "6 at 10, 6 at scale"
+    assert row("e2e_requests_per_s", results())[1] == "120/s"
+    assert row("http_queue_rps", results())[1:3] == ["90 req/s", "70.0 ms"]
+    assert all(r[4] in {"yes", ""} for r in rows)
+
+
+def test_missed_targets_say_no():
+    missed = results(
+        queue_page_ms=page(51.0),
+        audit_deep_page_ms=page(9.0),
+        admin_audit_deep_page_ms=page(80.0),  # under 10 times slower
+        queries_per_page={"pages": {"queue_page": {"at_10": 8, "at_scale": 9}}},
+        export_peak_rss_mb={"value": 50.0},
+        audit_appends_per_s={"value": 5000, "chains_intact": False},
+        e2e_requests_per_s={"value": 150.0, "requests": 2000, "successful": 1999},
+    )
+    for name in (
+        "queue_page_ms",
+        "audit_deep_page_ms",
+        "queries_per_page queue_page",
+        "export_peak_rss_mb",
+        "audit_appends_per_s",
+        "e2e_requests_per_s",
+    ):
+        assert row(name, missed)[4] == "NO", name
+
+
+def test_a_figure_that_could_not_be_measured_shows_the_error_and_fails_its_target():
+    broken = results(verify_events_per_s={"error": "RuntimeError: chain broken"})
+    assert row("verify_events_per_s", broken)[1] == "error"
+    assert row("verify_events_per_s", broken)[4] == "NO"
+    assert report.checks(broken)["verify_events_per_s"]["met"] is False
+
+
+def test_the_json_file_holds_the_figures_and_nothing_is_left_behind(tmp_path):
+    path = tmp_path / "bench-results.json"
+    figures = {**results(), "targets": report.checks(results())}
+
+    report.write_json(path, figures)
+    report.write_json(path, figures)  # replaced whole
+
+    assert json.loads(path.read_text()) == figures
+    assert [p.name for p in tmp_path.iterdir()] == ["bench-results.json"]
+
+
+def test_it_refuses_a_database_that_is_not_postgresql(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///bench.sqlite3")
+    with pytest.raises(CommandError, match="runs on PostgreSQL"):
+        call_command("bench", "--quick")
+
+
+def test_it_names_the_postgresql_server_that_does_not_answer(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgres://postgres@127.0.0.1:1/")
+    with pytest.raises(CommandError, match=r"PostgreSQL at 127\.0\.0\.1:1 does not answer"):
+        call_command("bench", "--quick")
