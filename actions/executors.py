@@ -46,7 +46,7 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_OPENER = urllib.request.build_opener(_NoRedirects)
+OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 class TransientExecutorError(Exception):
@@ -224,7 +224,7 @@ class WebhookExecutor:
             },
         )
         try:
-            with _OPENER.open(request, timeout=self.timeout) as response:
+            with OPENER.open(request, timeout=self.timeout) as response:
                 return response.status, response.read(MAX_REPLY_BYTES)
         except urllib.error.HTTPError as error:
             if error.code >= 500 or error.code in TRANSIENT_CLIENT_ERRORS:

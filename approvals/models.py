@@ -47,6 +47,7 @@ class ApprovalSettings(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(24)],
     )
     notify_emails = models.JSONField(default=list, blank=True)
+    notify_webhook_url = models.URLField("Also notify this webhook", max_length=500, blank=True)
     # Goes up by one on every save, so a form opened before someone else's change is refused.
     version = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)

@@ -11,18 +11,29 @@
 A mail server that fails is logged; it never blocks or undoes the change. Links are plain URLs
 of the request page (`PORTAL_URL` + path) and carry nothing secret: the page asks the reader to
 sign in and shows the request only to members of its organization.
+
+An organization may also name a webhook: each notification is then POSTed to it as JSON,
+signed like the webhook executor's calls when NOTIFY_WEBHOOK_SECRET is set.
 """
 
+import ipaddress
+import json
 import logging
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from functools import partial
+from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage, get_connection
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 
+from actions.executors import OPENER, SIGNATURE_HEADER, sign
+from actions.validators import shown, validate_url
 from responseportal.models import Membership, Role
 
 from .models import ActionRequest, ApprovalSettings
@@ -65,13 +76,49 @@ def schedule(kind: str, request_id: int) -> None:
 
 
 def enqueue(kind: str, request_id: int) -> None:
-    """Hand the e-mail to the workers; if that fails, log it and carry on."""
+    """Hand the e-mail (and the webhook call, if any) to the workers; log a failure, carry on."""
     from . import tasks
 
     try:
         tasks.send_notification.delay(kind, request_id)
+        has_webhook = (
+            ApprovalSettings.objects.filter(organization__requests=request_id)
+            .exclude(notify_webhook_url="")
+            .exists()
+        )
+        if has_webhook:
+            tasks.send_webhook_notification.delay(kind, request_id)
     except Exception:
-        logger.exception("The %s e-mail about request %s could not be queued.", kind, request_id)
+        logger.exception(
+            "The %s e-mail or webhook notice about request %s could not be queued.",
+            kind,
+            request_id,
+        )
+
+
+def validate_webhook_url(address: str) -> str:
+    """An https address on the public internet, where the portal may POST notifications.
+
+    An address inside the portal's own network is refused (unless NOTIFY_WEBHOOK_ALLOW_PRIVATE
+    is on, as it is with DEBUG): an admin could otherwise make the server call its neighbours.
+    """
+    url = validate_url(address)
+    parts = urlsplit(url)
+    expected = "expected an https address such as https://hooks.example.com/portal"
+    if settings.NOTIFY_WEBHOOK_ALLOW_PRIVATE:
+        return url
+    if parts.scheme != "https":
+        raise ValidationError(f"`{shown(address)}` is not an https address: {expected}.")
+    host = (parts.hostname or "").rstrip(".")
+    try:
+        private = not ipaddress.ip_address(host).is_global
+    except ValueError:
+        private = host == "localhost" or host.endswith((".localhost", ".local", ".internal"))
+    if private:
+        raise ValidationError(
+            f"`{shown(address)}` points inside the portal's own network: {expected}."
+        )
+    return url
 
 
 def request_url(request: ActionRequest) -> str:
@@ -139,3 +186,62 @@ def send(kind: str, request_id: int) -> int:
     if not messages:
         return 0
     return get_connection().send_messages(messages) or 0
+
+
+def webhook_payload(kind: str, request: ActionRequest) -> bytes:
+    """The JSON a webhook receives: what happened, to which request, and where to see it."""
+    targets = list(request.targets.order_by("position")[:SHOWN_TARGETS])
+    payload = {
+        "event": kind,
+        "subject": KINDS[kind].subject.format(
+            action=request.action.name,
+            organization=request.organization.name,
+            status=request.get_status_display(),
+        ),
+        "request": {
+            "uuid": str(request.uuid),
+            "organization": request.organization.slug,
+            "action": request.action.key,
+            "action_name": request.action.name,
+            "status": request.status,
+            "approval_mode": request.approval_mode,
+            "requester": request.requester.get_username(),
+            "decided_by": request.decided_by.get_username() if request.decided_by else None,
+            "decision_reason": request.decision_reason,
+            "submitted_at": request.submitted_at.isoformat(),
+            "targets": [target.value for target in targets],
+            "target_count": request.targets.count(),
+            "url": request_url(request),
+        },
+    }
+    return json.dumps(payload, sort_keys=True).encode()
+
+
+def send_webhook(kind: str, request_id: int) -> int | None:
+    """POST the `kind` notice to the organization's webhook; its HTTP status, None if none set.
+
+    An HTTP error answer is returned as its status; a network failure raises, to be retried.
+    """
+    request = ActionRequest.objects.select_related(
+        "organization", "action", "requester", "decided_by"
+    ).get(pk=request_id)
+    url = ApprovalSettings.for_organization(request.organization).notify_webhook_url
+    if not url:
+        return None
+    body = webhook_payload(kind, request)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "Response Portal",
+        "X-Response-Portal-Event": kind,
+    }
+    if settings.NOTIFY_WEBHOOK_SECRET:
+        headers[SIGNATURE_HEADER] = sign(body, settings.NOTIFY_WEBHOOK_SECRET)
+    call = urllib.request.Request(url, data=body, method="POST", headers=headers)  # noqa: S310
+    try:
+        with OPENER.open(call, timeout=settings.NOTIFY_WEBHOOK_TIMEOUT) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        if error.code >= 500:
+            raise
+        logger.warning("The webhook of %s refused the %s notice: HTTP %s.", url, kind, error.code)
+        return error.code

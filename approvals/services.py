@@ -351,6 +351,7 @@ SETTINGS_FIELDS = (
     "pending_lifetime_hours",
     "remote_shell_validity_hours",
     "notify_emails",
+    "notify_webhook_url",
 )
 SCOPE_LISTS = ("scope_selected", "scope_exceptions")
 

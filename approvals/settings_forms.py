@@ -14,6 +14,7 @@ from actions.models import Category, ResponseAction
 from actions.validators import MAX_LISTED_ERRORS, shown, validate_endpoint
 
 from .models import ApprovalSettings, ScopeMode
+from .notifications import validate_webhook_url
 from .services import SCOPE_LISTS, SETTINGS_FIELDS, settings_problem
 
 MAX_CSV_BYTES = 1_048_576
@@ -253,6 +254,16 @@ class ApprovalSettingsForm(forms.Form):
             "always notified."
         ),
     )
+    notify_webhook_url = forms.CharField(
+        label="Also notify this webhook",
+        required=False,
+        max_length=500,
+        widget=forms.URLInput(attrs={"placeholder": "https://soar.example.com/hooks/portal"}),
+        help_text=(
+            "Optional: an https address that receives each notification as signed JSON "
+            "(see the README), for a chat channel or your own automation."
+        ),
+    )
     version = forms.IntegerField(
         widget=forms.HiddenInput,
         min_value=0,
@@ -280,6 +291,7 @@ class ApprovalSettingsForm(forms.Form):
                 "pending_lifetime_hours": settings.pending_lifetime_hours,
                 "remote_shell_validity_hours": settings.remote_shell_validity_hours,
                 "notify_emails": "\n".join(settings.notify_emails),
+                "notify_webhook_url": settings.notify_webhook_url,
                 "version": settings.version,
             },
         )
@@ -316,6 +328,10 @@ class ApprovalSettingsForm(forms.Form):
                 code="too_large",
             )
         return parse_endpoint_csv(upload.read())
+
+    def clean_notify_webhook_url(self) -> str:
+        address = self.cleaned_data["notify_webhook_url"].strip()
+        return validate_webhook_url(address) if address else ""
 
     def clean_notify_emails(self) -> list[str]:
         addresses: dict[str, None] = {}

@@ -73,6 +73,17 @@ def send_notification(self, kind: str, request_id: int) -> int:
         return 0
 
 
+@shared_task(bind=True, max_retries=3, ignore_result=True, soft_time_limit=60, time_limit=90)
+def send_webhook_notification(self, kind: str, request_id: int) -> int | None:
+    try:
+        return notifications.send_webhook(kind, request_id)
+    except Exception as error:
+        if not self.request.is_eager and self.request.retries < self.max_retries:
+            raise self.retry(exc=error, countdown=60 * 2**self.request.retries) from error
+        logger.exception("The %s webhook notice about request %s failed.", kind, request_id)
+        return None
+
+
 @shared_task(ignore_result=True)
 def expire_requests() -> int:
     return services.expire_overdue_requests()

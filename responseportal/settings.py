@@ -277,6 +277,12 @@ EXECUTOR_WEBHOOK_URL = env_str("EXECUTOR_WEBHOOK_URL")
 EXECUTOR_WEBHOOK_SECRET = env_str("EXECUTOR_WEBHOOK_SECRET")
 EXECUTOR_WEBHOOK_TIMEOUT = float(env_str("EXECUTOR_WEBHOOK_TIMEOUT", "10"))
 
+# Organizations' notification webhooks: the signing secret, the timeout, and whether an
+# address inside the portal's own network may be used (only for development).
+NOTIFY_WEBHOOK_SECRET = env_str("NOTIFY_WEBHOOK_SECRET")
+NOTIFY_WEBHOOK_TIMEOUT = float(env_str("NOTIFY_WEBHOOK_TIMEOUT", "10"))
+NOTIFY_WEBHOOK_ALLOW_PRIVATE = env_bool("NOTIFY_WEBHOOK_ALLOW_PRIVATE", DEBUG)
+
 # How many proxies in front of the portal append to X-Forwarded-For; 0 trusts only REMOTE_ADDR.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 

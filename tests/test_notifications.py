@@ -173,7 +173,7 @@ def test_a_broker_that_is_down_never_blocks_a_decision(
 
     request.refresh_from_db()
     assert request.status == RequestStatus.REJECTED
-    assert "The rejected e-mail about request" in caplog.text
+    assert "The rejected e-mail or webhook notice about request" in caplog.text
 
 
 def test_a_requester_without_an_address_gets_nothing(acme, operator, admin):
