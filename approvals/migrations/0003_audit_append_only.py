@@ -5,6 +5,7 @@ on PostgreSQL. The chain heads are not protected: every append updates one.
 """
 
 from django.db import migrations
+from django.db.utils import NotSupportedError
 
 TABLE = "approvals_auditevent"
 MESSAGE = "Audit events are append-only: UPDATE and DELETE are refused."
@@ -54,7 +55,7 @@ STATEMENTS = {
 def _statements(schema_editor, install: bool) -> list[str]:
     vendor = schema_editor.connection.vendor
     if vendor not in STATEMENTS:
-        raise NotImplementedError(
+        raise NotSupportedError(
             f"No append-only triggers for the {vendor} database: "
             "the portal supports PostgreSQL and SQLite."
         )
