@@ -16,29 +16,7 @@ from responseportal.models import Role
 
 from . import execution, services
 from .audit import AuditContext
-from .models import RequestStatus, TargetStatus
-
-STATUS_ICONS = {
-    RequestStatus.PENDING: "◔",
-    RequestStatus.APPROVED: "✔",
-    RequestStatus.REJECTED: "✖",
-    RequestStatus.EXPIRED: "⊗",
-    RequestStatus.CANCELLED: "⊘",
-    RequestStatus.QUEUED: "➜",
-    RequestStatus.IN_PROGRESS: "➜",
-    RequestStatus.SUCCESSFUL: "✔",
-    RequestStatus.PARTIALLY_SUCCESSFUL: "◐",
-    RequestStatus.FAILED: "✖",
-    RequestStatus.TERMINATED: "⊘",
-}
-TARGET_ICONS = {
-    TargetStatus.WAITING: "◔",
-    TargetStatus.IN_PROGRESS: "➜",
-    TargetStatus.SUCCESSFUL: "✔",
-    TargetStatus.FAILED: "✖",
-    TargetStatus.TERMINATED: "⊘",
-    TargetStatus.SKIPPED: "⊝",
-}
+from .icons import STATUS_ICONS, TARGET_ICONS
 
 
 def _time(moment) -> dict | None:
