@@ -1,19 +1,8 @@
 from django.contrib import admin
 
-from .models import ActionRequest, ApprovalSettings, AuditEvent, RequestTarget, Script
+from responseportal.admin import ReadOnlyAdmin
 
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows that only the portal's service functions write: the admin shows them, never edits."""
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+from .models import ActionRequest, ApprovalSettings, RequestTarget, Script
 
 
 class RequestTargetInline(admin.TabularInline):
@@ -35,14 +24,6 @@ class ActionRequestAdmin(ReadOnlyAdmin):
     list_select_related = ["organization", "action", "requester"]
     date_hierarchy = "submitted_at"
     inlines = [RequestTargetInline]
-
-
-@admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ["timestamp", "organization", "actor_username", "verb", "action_key", "source"]
-    list_filter = ["verb", "source", "organization"]
-    search_fields = ["actor_username", "verb", "action_key"]
-    list_select_related = ["organization"]
 
 
 @admin.register(ApprovalSettings)

@@ -6,4 +6,4 @@ class ApprovalsConfig(AppConfig):
     verbose_name = "Approvals"
 
     def ready(self) -> None:
-        from . import auth_events  # noqa: F401 - connects the sign-in receivers
+        from .execution import tasks  # noqa: F401 - registers the Celery tasks

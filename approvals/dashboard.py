@@ -8,10 +8,11 @@ from statistics import median
 from django.db.models import Min
 from django.utils import timezone
 
+from audit.chain import chain_of
+from audit.models import AuditEvent
 from responseportal.models import Organization
 
-from .audit import chain_of
-from .models import ActionRequest, ApprovalMode, AuditEvent, RequestStatus
+from .models import ActionRequest, ApprovalMode, RequestStatus
 
 DAYS = 30
 

@@ -11,12 +11,13 @@ from django.utils.timezone import localtime
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from responseportal.access import get_request_for
+from audit.context import AuditContext
 from responseportal.models import Role
 
-from . import execution, services
-from .audit import AuditContext
+from .execution import steps as execution
 from .icons import STATUS_ICONS, TARGET_ICONS
+from .lookups import get_request_for
+from .transitions import TransitionRefused
 
 
 def _time(moment) -> dict | None:
@@ -75,7 +76,7 @@ def end_session(request: HttpRequest, slug: str, uuid: uuid_module.UUID) -> Http
             reason=request.POST.get("reason", ""),
             context=AuditContext.from_request(request),
         )
-    except services.TransitionRefused as refusal:
+    except TransitionRefused as refusal:
         messages.error(request, refusal.message)
     else:
         messages.success(request, "The remote shell session was ended.")

@@ -16,14 +16,12 @@ An organization may also name a webhook: each notification is then POSTed to it 
 signed like the webhook executor's calls when NOTIFY_WEBHOOK_SECRET is set.
 """
 
-import ipaddress
 import json
 import logging
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from functools import partial
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -32,8 +30,8 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from actions.executors import OPENER, SIGNATURE_HEADER, sign
 from actions.validators import shown, validate_url
+from responseportal.http import OPENER, SIGNATURE_HEADER, outbound_url_problem, sign
 from responseportal.models import Membership, Role
 
 from .models import ActionRequest, ApprovalSettings
@@ -77,7 +75,7 @@ def schedule(kind: str, request_id: int) -> None:
 
 def enqueue(kind: str, request_id: int) -> None:
     """Hand the e-mail (and the webhook call, if any) to the workers; log a failure, carry on."""
-    from . import tasks
+    from .execution import tasks  # a lazy import: the tasks module imports this one
 
     try:
         tasks.send_notification.delay(kind, request_id)
@@ -97,46 +95,33 @@ def enqueue(kind: str, request_id: int) -> None:
 
 
 def validate_webhook_url(address: str) -> str:
-    """An https address on the public internet, where the portal may POST notifications.
-
-    An address inside the portal's own network is refused (unless NOTIFY_WEBHOOK_ALLOW_PRIVATE
-    is on, as it is with DEBUG): an admin could otherwise make the server call its neighbours.
-    """
+    """An https address on the public internet, where the portal may POST notifications."""
     url = validate_url(address)
-    parts = urlsplit(url)
-    expected = "expected an https address such as https://hooks.example.com/portal"
-    if settings.NOTIFY_WEBHOOK_ALLOW_PRIVATE:
-        return url
-    if parts.scheme != "https":
-        raise ValidationError(f"`{shown(address)}` is not an https address: {expected}.")
-    host = (parts.hostname or "").rstrip(".")
-    try:
-        private = not ipaddress.ip_address(host).is_global
-    except ValueError:
-        private = host == "localhost" or host.endswith((".localhost", ".local", ".internal"))
-    if private:
+    problem = outbound_url_problem(url)
+    if problem:
         raise ValidationError(
-            f"`{shown(address)}` points inside the portal's own network: {expected}."
+            f"`{shown(address)}` {problem}: expected an https address such as "
+            "https://hooks.example.com/portal."
         )
     return url
 
 
-def request_url(request: ActionRequest) -> str:
-    path = reverse("request_detail", args=[request.organization.slug, request.uuid])
+def request_url(action_request: ActionRequest) -> str:
+    path = reverse("request_detail", args=[action_request.organization.slug, action_request.uuid])
     return f"{settings.PORTAL_URL}{path}"
 
 
-def admin_addresses(request: ActionRequest) -> list[str]:
+def admin_addresses(action_request: ActionRequest) -> list[str]:
     """The organization's active admins with an address, then its extra addresses; no repeats."""
     admins = (
         Membership.objects.filter(
-            organization=request.organization, role=Role.ADMIN, user__is_active=True
+            organization=action_request.organization, role=Role.ADMIN, user__is_active=True
         )
         .exclude(user__email="")
         .order_by("user__username")
         .values_list("user__email", flat=True)
     )
-    extra = ApprovalSettings.for_organization(request.organization).notify_emails
+    extra = ApprovalSettings.for_organization(action_request.organization).notify_emails
     addresses, seen = [], set()
     for address in [*admins, *extra]:
         if address.lower() not in seen:
@@ -145,31 +130,31 @@ def admin_addresses(request: ActionRequest) -> list[str]:
     return addresses
 
 
-def recipients(kind: str, request: ActionRequest) -> list[str]:
+def recipients(kind: str, action_request: ActionRequest) -> list[str]:
     if KINDS[kind].to_admins:
-        return admin_addresses(request)
-    requester = request.requester
+        return admin_addresses(action_request)
+    requester = action_request.requester
     return [requester.email] if requester.is_active and requester.email else []
 
 
-def build(kind: str, request: ActionRequest) -> list[EmailMessage]:
+def build(kind: str, action_request: ActionRequest) -> list[EmailMessage]:
     """One message per recipient, so no one sees who else was told."""
-    to = recipients(kind, request)
+    to = recipients(kind, action_request)
     if not to:
         return []
-    targets = list(request.targets.order_by("position")[: SHOWN_TARGETS + 1])
+    targets = list(action_request.targets.order_by("position")[: SHOWN_TARGETS + 1])
     subject = SUBJECT_PREFIX + KINDS[kind].subject.format(
-        action=request.action.name,
-        organization=request.organization.name,
-        status=request.get_status_display(),
+        action=action_request.action.name,
+        organization=action_request.organization.name,
+        status=action_request.get_status_display(),
     )
     body = render_to_string(
         f"approvals/email/{kind}.txt",
         {
-            "req": request,
-            "url": request_url(request),
+            "req": action_request,
+            "url": request_url(action_request),
             "targets": targets[:SHOWN_TARGETS],
-            "more_targets": request.targets.count() - SHOWN_TARGETS
+            "more_targets": action_request.targets.count() - SHOWN_TARGETS
             if len(targets) > SHOWN_TARGETS
             else 0,
         },
@@ -179,39 +164,41 @@ def build(kind: str, request: ActionRequest) -> list[EmailMessage]:
 
 def send(kind: str, request_id: int) -> int:
     """Send the `kind` e-mail about the request now; returns how many messages went out."""
-    request = ActionRequest.objects.select_related(
+    action_request = ActionRequest.objects.select_related(
         "organization", "action", "requester", "decided_by"
     ).get(pk=request_id)
-    messages = build(kind, request)
+    messages = build(kind, action_request)
     if not messages:
         return 0
     return get_connection().send_messages(messages) or 0
 
 
-def webhook_payload(kind: str, request: ActionRequest) -> bytes:
+def webhook_payload(kind: str, action_request: ActionRequest) -> bytes:
     """The JSON a webhook receives: what happened, to which request, and where to see it."""
-    targets = list(request.targets.order_by("position")[:SHOWN_TARGETS])
+    targets = list(action_request.targets.order_by("position")[:SHOWN_TARGETS])
     payload = {
         "event": kind,
         "subject": KINDS[kind].subject.format(
-            action=request.action.name,
-            organization=request.organization.name,
-            status=request.get_status_display(),
+            action=action_request.action.name,
+            organization=action_request.organization.name,
+            status=action_request.get_status_display(),
         ),
         "request": {
-            "uuid": str(request.uuid),
-            "organization": request.organization.slug,
-            "action": request.action.key,
-            "action_name": request.action.name,
-            "status": request.status,
-            "approval_mode": request.approval_mode,
-            "requester": request.requester.get_username(),
-            "decided_by": request.decided_by.get_username() if request.decided_by else None,
-            "decision_reason": request.decision_reason,
-            "submitted_at": request.submitted_at.isoformat(),
+            "uuid": str(action_request.uuid),
+            "organization": action_request.organization.slug,
+            "action": action_request.action.key,
+            "action_name": action_request.action.name,
+            "status": action_request.status,
+            "approval_mode": action_request.approval_mode,
+            "requester": action_request.requester.get_username(),
+            "decided_by": action_request.decided_by.get_username()
+            if action_request.decided_by
+            else None,
+            "decision_reason": action_request.decision_reason,
+            "submitted_at": action_request.submitted_at.isoformat(),
             "targets": [target.value for target in targets],
-            "target_count": request.targets.count(),
-            "url": request_url(request),
+            "target_count": action_request.targets.count(),
+            "url": request_url(action_request),
         },
     }
     return json.dumps(payload, sort_keys=True).encode()
@@ -222,13 +209,13 @@ def send_webhook(kind: str, request_id: int) -> int | None:
 
     An HTTP error answer is returned as its status; a network failure raises, to be retried.
     """
-    request = ActionRequest.objects.select_related(
+    action_request = ActionRequest.objects.select_related(
         "organization", "action", "requester", "decided_by"
     ).get(pk=request_id)
-    url = ApprovalSettings.for_organization(request.organization).notify_webhook_url
+    url = ApprovalSettings.for_organization(action_request.organization).notify_webhook_url
     if not url:
         return None
-    body = webhook_payload(kind, request)
+    body = webhook_payload(kind, action_request)
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "Response Portal",

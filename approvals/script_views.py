@@ -13,12 +13,13 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
+from audit.context import AuditContext
 from responseportal.access import get_membership
 from responseportal.models import Role
 
 from . import services
-from .audit import AuditContext
 from .models import Script, ScriptLanguage
+from .transitions import TransitionRefused
 
 MAX_SCRIPT_BYTES = 1_048_576
 LANGUAGES_BY_EXTENSION = {".ps1": ScriptLanguage.POWERSHELL, ".sh": ScriptLanguage.BASH}
@@ -123,7 +124,7 @@ def script_library(request: HttpRequest, slug: str) -> HttpResponse:
                 content=script_file.content,
                 context=AuditContext.from_request(request),
             )
-        except services.TransitionRefused as refused:
+        except TransitionRefused as refused:
             form.add_error("name", refused.message)
         else:
             messages.success(

@@ -14,14 +14,15 @@ from datetime import timedelta
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django.utils.formats import date_format
 
 from actions.models import ResponseAction
-from responseportal.models import Membership, Organization, Role
+from audit.chain import record
+from audit.context import SYSTEM, AuditContext
+from responseportal.models import Organization, Role
 
-from . import execution, notifications
-from .audit import SYSTEM, AuditContext, record
+from . import notifications
 from .decision import decide
+from .execution.steps import queue_after_commit
 from .models import (
     ActionRequest,
     ApprovalMode,
@@ -31,18 +32,14 @@ from .models import (
     ScopeMode,
     Script,
 )
-
-
-class TransitionRefused(Exception):
-    """The request is not in a state that allows this; the message says what happened."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-
-class SubmissionRefused(TransitionRefused):
-    """The decision rule refuses the request; nothing was created."""
+from .transitions import (
+    SubmissionRefused,
+    TransitionRefused,
+    lock_request,
+    role_of,
+    when,
+    who,
+)
 
 
 @dataclass(frozen=True)
@@ -51,69 +48,43 @@ class Target:
     value: str
 
 
-def _role_of(user, organization: Organization, allowed: set[Role], doing: str) -> str:
-    role = (
-        Membership.objects.filter(user=user, organization=organization)
-        .values_list("role", flat=True)
-        .first()
-    )
-    if role not in allowed:
-        raise PermissionDenied(f"Your role in {organization.name} does not allow you to {doing}.")
-    return role
-
-
-def _when(moment) -> str:
-    return date_format(timezone.localtime(moment), "DATETIME_FORMAT")
-
-
-def _who(user) -> str:
-    return user.get_username() if user is not None else "the system"
-
-
-def _no_longer_pending(request: ActionRequest) -> str:
-    """Why a decision on `request` comes too late, in words for the person who tried."""
-    by_whom = f"by {_who(request.decided_by)} at {_when(request.decided_at)}"
-    if request.status == RequestStatus.EXPIRED:
-        return f"This request expired at {_when(request.decided_at)}; it can no longer be decided."
-    if request.status == RequestStatus.CANCELLED:
+def _no_longer_pending(action_request: ActionRequest) -> str:
+    """Why a decision on `action_request` comes too late, in words for the person who tried."""
+    decided_at = when(action_request.decided_at)
+    by_whom = f"by {who(action_request.decided_by)} at {decided_at}"
+    if action_request.status == RequestStatus.EXPIRED:
+        return f"This request expired at {decided_at}; it can no longer be decided."
+    if action_request.status == RequestStatus.CANCELLED:
         return f"This request was cancelled {by_whom}."
-    if request.status == RequestStatus.REJECTED:
+    if action_request.status == RequestStatus.REJECTED:
         return f"This request was already rejected {by_whom}."
-    if request.approval_mode != ApprovalMode.MANUAL:
-        return f"This request needed no decision ({request.get_approval_mode_display().lower()})."
+    if action_request.approval_mode != ApprovalMode.MANUAL:
+        mode = action_request.get_approval_mode_display().lower()
+        return f"This request needed no decision ({mode})."
     return f"This request was already approved {by_whom}."
 
 
-def lock_request(request_id: int) -> ActionRequest:
-    """The request's row, locked until the transaction ends, with what its messages name."""
-    return (
-        ActionRequest.objects.select_for_update(of=("self",))
-        .select_related("organization", "action", "requester", "decided_by", "ended_by")
-        .get(pk=request_id)
-    )
-
-
-def _expire(request: ActionRequest) -> None:
-    before = request.status
-    request.status = RequestStatus.EXPIRED
-    request.decided_at = request.expires_at
-    request.decided_by = None
-    request.save(update_fields=["status", "decided_at", "decided_by"])
+def _expire(action_request: ActionRequest) -> None:
+    before = action_request.status
+    action_request.status = RequestStatus.EXPIRED
+    action_request.decided_at = action_request.expires_at
+    action_request.decided_by = None
+    action_request.save(update_fields=["status", "decided_at", "decided_by"])
     record(
-        request.organization,
+        action_request.organization,
         "request.expired",
-        request=request,
-        data={"status": {"before": before, "after": request.status}},
+        action_request=action_request,
+        data={"status": {"before": before, "after": action_request.status}},
     )
-    notifications.schedule(notifications.EXPIRED, request.pk)
+    notifications.schedule(notifications.EXPIRED, action_request.pk)
 
 
-def _refusal(request: ActionRequest, now) -> str | None:
+def _refusal(action_request: ActionRequest, now) -> str | None:
     """None if the request may be decided now; otherwise why not (an overdue one is expired)."""
-    if request.is_overdue(now):
-        _expire(request)
-    if not request.is_pending:
-        return _no_longer_pending(request)
+    if action_request.is_overdue(now):
+        _expire(action_request)
+    if not action_request.is_pending:
+        return _no_longer_pending(action_request)
     return None
 
 
@@ -169,7 +140,7 @@ def _create_request(
     submission_token,
     context,
 ) -> ActionRequest:
-    role = _role_of(actor, organization, {Role.OPERATOR}, "submit requests")
+    role = role_of(actor, organization, {Role.OPERATOR}, "submit requests")
     settings = (
         ApprovalSettings.objects.select_for_update().filter(organization=organization).first()
     )
@@ -180,7 +151,7 @@ def _create_request(
         raise SubmissionRefused(decision.refusal)
     now = timezone.now()
     manual = decision.mode == ApprovalMode.MANUAL
-    request = ActionRequest.objects.create(
+    action_request = ActionRequest.objects.create(
         organization=organization,
         action=action,
         requester=actor,
@@ -194,7 +165,9 @@ def _create_request(
         submission_token=submission_token,
     )
     RequestTarget.objects.bulk_create(
-        RequestTarget(request=request, position=position, kind=target.kind, value=target.value)
+        RequestTarget(
+            request=action_request, position=position, kind=target.kind, value=target.value
+        )
         for position, target in enumerate(targets)
     )
     record(
@@ -202,10 +175,10 @@ def _create_request(
         "request.submitted",
         actor=actor,
         role=role,
-        request=request,
+        action_request=action_request,
         data={
             "approval_mode": decision.mode,
-            "status": request.status,
+            "status": action_request.status,
             "parameters": parameters,
             "targets": [target.value for target in targets],
             "out_of_scope": list(decision.out_of_scope),
@@ -213,13 +186,13 @@ def _create_request(
         context=context,
     )
     if decision.mode == ApprovalMode.AUTO:
-        record(organization, "request.auto_approved", request=request, context=SYSTEM)
-        notifications.schedule(notifications.AUTO_APPROVED, request.pk)
+        record(organization, "request.auto_approved", action_request=action_request, context=SYSTEM)
+        notifications.schedule(notifications.AUTO_APPROVED, action_request.pk)
     if manual:
-        notifications.schedule(notifications.PENDING, request.pk)
+        notifications.schedule(notifications.PENDING, action_request.pk)
     else:
-        execution.queue_after_commit(request.pk)
-    return request
+        queue_after_commit(action_request.pk)
+    return action_request
 
 
 def _decide(
@@ -233,27 +206,29 @@ def _decide(
 ) -> ActionRequest:
     now = timezone.now()
     with transaction.atomic():
-        request = lock_request(request_id)
+        action_request = lock_request(request_id)
         doing = "approve requests" if status == RequestStatus.APPROVED else "reject requests"
-        role = _role_of(actor, request.organization, {Role.ADMIN}, doing)
-        if request.requester_id == actor.pk:
+        role = role_of(actor, action_request.organization, {Role.ADMIN}, doing)
+        if action_request.requester_id == actor.pk:
             raise PermissionDenied(
                 "You submitted this request, so another admin must decide it "
                 "(separation of duties)."
             )
-        refusal = _refusal(request, now)
+        refusal = _refusal(action_request, now)
         if refusal is None:
-            request.status = status
-            request.decided_at = now
-            request.decided_by = actor
-            request.decision_reason = reason
-            request.save(update_fields=["status", "decided_at", "decided_by", "decision_reason"])
+            action_request.status = status
+            action_request.decided_at = now
+            action_request.decided_by = actor
+            action_request.decision_reason = reason
+            action_request.save(
+                update_fields=["status", "decided_at", "decided_by", "decision_reason"]
+            )
             record(
-                request.organization,
+                action_request.organization,
                 verb,
                 actor=actor,
                 role=role,
-                request=request,
+                action_request=action_request,
                 data={
                     "status": {"before": RequestStatus.PENDING, "after": status},
                     "reason": reason,
@@ -262,13 +237,13 @@ def _decide(
             )
             approved = status == RequestStatus.APPROVED
             notifications.schedule(
-                notifications.APPROVED if approved else notifications.REJECTED, request.pk
+                notifications.APPROVED if approved else notifications.REJECTED, action_request.pk
             )
             if approved:
-                execution.queue_after_commit(request.pk)
+                queue_after_commit(action_request.pk)
     if refusal is not None:
         raise TransitionRefused(refusal)
-    return request
+    return action_request
 
 
 def approve_request(
@@ -302,37 +277,37 @@ def reject_request(
 def cancel_request(request_id: int, *, actor, context: AuditContext = SYSTEM) -> ActionRequest:
     now = timezone.now()
     with transaction.atomic():
-        request = lock_request(request_id)
-        if request.requester_id != actor.pk:
+        action_request = lock_request(request_id)
+        if action_request.requester_id != actor.pk:
             raise PermissionDenied("Only the operator who submitted a request can cancel it.")
-        role = _role_of(actor, request.organization, set(Role), "cancel requests")
-        refusal = _refusal(request, now)
+        role = role_of(actor, action_request.organization, set(Role), "cancel requests")
+        refusal = _refusal(action_request, now)
         if refusal is None:
-            request.status = RequestStatus.CANCELLED
-            request.decided_at = now
-            request.decided_by = actor
-            request.save(update_fields=["status", "decided_at", "decided_by"])
+            action_request.status = RequestStatus.CANCELLED
+            action_request.decided_at = now
+            action_request.decided_by = actor
+            action_request.save(update_fields=["status", "decided_at", "decided_by"])
             record(
-                request.organization,
+                action_request.organization,
                 "request.cancelled",
                 actor=actor,
                 role=role,
-                request=request,
-                data={"status": {"before": RequestStatus.PENDING, "after": request.status}},
+                action_request=action_request,
+                data={"status": {"before": RequestStatus.PENDING, "after": action_request.status}},
                 context=context,
             )
     if refusal is not None:
         raise TransitionRefused(refusal)
-    return request
+    return action_request
 
 
 def expire_request(request_id: int) -> bool:
     """Mark one overdue pending request expired; False if it was not (or no longer) overdue."""
     with transaction.atomic():
-        request = lock_request(request_id)
-        if not request.is_overdue():
+        action_request = lock_request(request_id)
+        if not action_request.is_overdue():
             return False
-        _expire(request)
+        _expire(action_request)
         return True
 
 
@@ -389,14 +364,14 @@ def update_approval_settings(
     `scope.imported` per replaced endpoint list with the endpoints added and removed.
     """
     with transaction.atomic():
-        role = _role_of(actor, organization, {Role.ADMIN}, "change approval settings")
+        role = role_of(actor, organization, {Role.ADMIN}, "change approval settings")
         settings = ApprovalSettings.objects.select_for_update().filter(
             organization=organization
         ).first() or ApprovalSettings.for_organization(organization)
         if settings.version != version:
             raise StaleSettings(
                 "Someone changed these settings after you opened the page "
-                f"(at {_when(settings.updated_at)}). Review the current settings and save again."
+                f"(at {when(settings.updated_at)}). Review the current settings and save again."
             )
         changes = {
             name: {"before": getattr(settings, name), "after": values[name]}
@@ -455,7 +430,7 @@ def upload_script(
     """Add a script to the organization's library, stored with its SHA-256."""
     duplicate = TransitionRefused(f"The library already has a script named `{name}`.")
     with transaction.atomic():
-        role = _role_of(actor, organization, {Role.OPERATOR}, "upload scripts")
+        role = role_of(actor, organization, {Role.OPERATOR}, "upload scripts")
         if Script.objects.filter(organization=organization, name=name).exists():
             raise duplicate
         encoded = content.encode()

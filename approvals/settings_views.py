@@ -5,13 +5,14 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from actions.models import Category, ResponseAction
+from audit.context import AuditContext
 from responseportal.access import get_membership
 from responseportal.models import Role
 
 from . import services
-from .audit import AuditContext
 from .models import ApprovalSettings
 from .settings_forms import ApprovalSettingsForm
+from .transitions import TransitionRefused
 
 
 @login_required
@@ -40,7 +41,7 @@ def approval_settings(request: HttpRequest, slug: str) -> HttpResponse:
                     version=version,
                     context=AuditContext.from_request(request),
                 )
-            except services.TransitionRefused as refusal:
+            except TransitionRefused as refusal:
                 form.add_error(None, refusal.message)
             else:
                 changed = saved.version != version

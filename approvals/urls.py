@@ -1,8 +1,9 @@
 from django.urls import path
 
-from . import audit_views, execution_views, script_views, settings_views, views
+from . import dashboard_views, execution_views, script_views, settings_views, views
 
 urlpatterns = [
+    path("", dashboard_views.org_dashboard, name="org_dashboard"),
     path("requests/", views.request_list, name="request_list"),
     path("requests/new/", views.request_chooser, name="request_chooser"),
     path("requests/new/<slug:key>/", views.new_request, name="new_request"),
@@ -13,9 +14,6 @@ urlpatterns = [
     path("requests/<uuid:uuid>/end-session/", execution_views.end_session, name="end_session"),
     path("requests/<uuid:uuid>/status.json", execution_views.request_status, name="request_status"),
     path("queue/", views.queue, name="queue"),
-    path("audit/", audit_views.audit_log, name="audit_log"),
-    path("audit/export.csv", audit_views.audit_export, name="audit_export"),
-    path("audit/<int:pk>/", audit_views.audit_event, name="audit_event"),
     path("settings/approval/", settings_views.approval_settings, name="approval_settings"),
     path("scripts/", script_views.script_library, name="script_library"),
 ]

@@ -14,15 +14,17 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
-from actions.forms import form_for
 from actions.models import CATEGORY_ORDER, Category, ResponseAction
-from responseportal.access import get_membership, get_request_for
+from audit.context import AuditContext
+from responseportal.access import get_membership
 from responseportal.models import Role
 
 from . import services
-from .audit import AuditContext
 from .decision import decide
+from .forms import form_for
+from .lookups import get_request_for
 from .models import ActionRequest, ApprovalMode, ApprovalSettings, RequestStatus, RequestTarget
+from .transitions import SubmissionRefused, TransitionRefused
 
 PAGE_SIZE = 50
 SHOWN_TARGETS = 3
@@ -73,7 +75,7 @@ def new_request(request: HttpRequest, slug: str, key: str) -> HttpResponse:
                 submission_token=form.cleaned_data["submission_token"],
                 context=AuditContext.from_request(request),
             )
-        except services.SubmissionRefused as refusal:
+        except SubmissionRefused as refusal:
             form.add_error(None, refusal.message)
         else:
             messages.success(request, _submitted_message(created))
@@ -266,7 +268,7 @@ def _decide_one(request: HttpRequest, slug: str, uuid: uuid_module.UUID, decisio
                 reason=request.POST.get("reason", ""),
                 context=context,
             )
-    except services.TransitionRefused as refusal:
+    except TransitionRefused as refusal:
         messages.error(request, refusal.message)
     else:
         done = "Approved" if decision == "approve" else "Rejected"
@@ -294,7 +296,7 @@ def cancel(request: HttpRequest, slug: str, uuid: uuid_module.UUID) -> HttpRespo
         services.cancel_request(
             action_request.pk, actor=request.user, context=AuditContext.from_request(request)
         )
-    except services.TransitionRefused as refusal:
+    except TransitionRefused as refusal:
         messages.error(request, refusal.message)
     else:
         messages.success(request, "Request cancelled.")
@@ -389,7 +391,7 @@ def _decide_many(request: HttpRequest, organization) -> None:
                     action_request.pk, actor=request.user, reason=reason, context=context
                 )
             done += 1
-        except (services.TransitionRefused, PermissionDenied) as refusal:
+        except (TransitionRefused, PermissionDenied) as refusal:
             text = getattr(refusal, "message", None) or str(refusal)
             messages.error(
                 request, f"{action_request.action.name} ({str(chosen_uuid)[:8]}): {text}"

@@ -1,6 +1,7 @@
 """The one place that decides who may see what.
 
-Every view that touches an organization's data gets it through these helpers: a user who is
+Every view that touches an organization's data gets it through `get_membership` (directly, or
+through a lookup helper of the app that owns the object, such as `approvals.lookups`): a user who is
 not a member of the organization gets a 404 (its existence is not revealed), a member without
 one of the required roles gets a 403.
 """
@@ -32,22 +33,3 @@ def get_membership(
             f"you are {membership.get_role_display().lower()}."
         )
     return membership
-
-
-def get_request_for(user, slug: str, uuid, *, roles: Iterable[Role] | None = None):
-    """The user's membership and the request `uuid` of organization `slug`.
-
-    404 if the user is not a member or the request belongs to another organization;
-    403 if the user does not hold one of `roles`.
-    """
-    from approvals.models import ActionRequest
-
-    membership = get_membership(user, slug, roles=roles)
-    request = (
-        ActionRequest.objects.select_related("action", "requester", "decided_by", "organization")
-        .filter(organization=membership.organization, uuid=uuid)
-        .first()
-    )
-    if request is None:
-        raise Http404("No such request.")
-    return membership, request

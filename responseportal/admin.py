@@ -45,3 +45,16 @@ class PortalUserAdmin(UserAdmin):
 
 admin.site.site_header = "Response Portal administration"
 admin.site.site_title = "Response Portal"
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows that only the portal's service functions write: the admin shows them, never edits."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "axes",
     "responseportal",
     "actions",
+    "audit",
     "approvals",
 ]
 
@@ -141,7 +142,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOCKOUT_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
-AXES_CLIENT_IP_CALLABLE = "approvals.audit.client_ip"
+AXES_CLIENT_IP_CALLABLE = "responseportal.http.client_ip"
 AXES_VERBOSE = False
 
 LOGIN_URL = "login"

@@ -13,8 +13,8 @@ urlpatterns = [
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("orgs/", views.org_list, name="org_list"),
-    path("orgs/<slug:slug>/", views.org_dashboard, name="org_dashboard"),
     path("orgs/<slug:slug>/", include("approvals.urls")),
+    path("orgs/<slug:slug>/audit/", include("audit.urls")),
     path("actions/", include("actions.urls")),
     path("admin/", admin.site.urls),
 ]

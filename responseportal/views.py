@@ -2,9 +2,6 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
-from approvals.dashboard import figures
-
-from .access import get_membership
 from .models import Membership
 
 
@@ -25,22 +22,3 @@ def org_list(request: HttpRequest) -> HttpResponse:
         .order_by("organization__name")
     )
     return render(request, "responseportal/org_list.html", {"memberships": memberships})
-
-
-@login_required
-def org_dashboard(request: HttpRequest, slug: str) -> HttpResponse:
-    membership = get_membership(request.user, slug)
-    organization = membership.organization
-    shown = figures(organization)
-    return render(
-        request,
-        "responseportal/org_dashboard.html",
-        {
-            "membership": membership,
-            "organization": organization,
-            "figures": shown,
-            "chart": shown.chart(),
-            "legend": shown.legend(),
-            "table": shown.table(),
-        },
-    )

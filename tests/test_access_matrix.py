@@ -7,7 +7,8 @@ pattern this table does not classify fails the test until someone says who may u
 import pytest
 from django.urls import NoReverseMatch, URLPattern, URLResolver, get_resolver, reverse
 
-from approvals.models import ActionRequest, AuditEvent
+from approvals.models import ActionRequest
+from audit.models import AuditEvent
 
 from .approvals_helpers import submit
 from .conftest import client_for

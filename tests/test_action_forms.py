@@ -8,8 +8,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from actions import catalog
-from actions.forms import FORMS, ActionForm, form_for
 from actions.models import ResponseAction
+from approvals.forms import FORMS, ActionForm, form_for
 from approvals.models import (
     ActionRequest,
     ApprovalMode,

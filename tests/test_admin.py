@@ -25,7 +25,7 @@ def platform_admin(db):
         "auth_user",
         "actions_responseaction",
         "approvals_actionrequest",
-        "approvals_auditevent",
+        "audit_auditevent",
         "approvals_approvalsettings",
         "approvals_script",
     ],
@@ -49,7 +49,7 @@ def test_platform_admin_assigns_a_role(platform_admin, acme):
 
 
 @pytest.mark.parametrize(
-    "model", ["approvals_auditevent", "approvals_actionrequest", "actions_responseaction"]
+    "model", ["audit_auditevent", "approvals_actionrequest", "actions_responseaction"]
 )
 def test_recorded_rows_cannot_be_added_or_changed_in_the_admin(
     platform_admin, acme, operator, model

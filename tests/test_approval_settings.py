@@ -9,8 +9,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from actions.models import Category, ResponseAction
-from approvals.models import ApprovalSettings, AuditEvent, ScopeMode
+from approvals.models import ApprovalSettings, ScopeMode
 from approvals.settings_forms import MAX_CSV_BYTES, NOT_UTF8, parse_endpoint_csv
+from audit.models import AuditEvent
 
 from .conftest import client_for
 

@@ -14,10 +14,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, OperationalError, connection, connections, transaction
 
 from actions.sync import sync_catalog
-from approvals.audit import (
-    GENESIS_HASH,
+from audit.chain import (
     PLATFORM_CHAIN,
-    AuditContext,
     canonical,
     canonical_timestamp,
     chain_of,
@@ -26,7 +24,8 @@ from approvals.audit import (
     record,
     verify_chain,
 )
-from approvals.models import AuditChainHead, AuditEvent, Source
+from audit.context import AuditContext
+from audit.models import GENESIS_HASH, AuditChainHead, AuditEvent, Source
 
 pytestmark = pytest.mark.django_db
 

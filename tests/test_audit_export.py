@@ -11,8 +11,9 @@ import pytest
 from django.http import StreamingHttpResponse
 from django.urls import reverse
 
-from approvals.audit import AuditContext, record
-from approvals.models import AuditEvent, Source
+from audit.chain import record
+from audit.context import AuditContext
+from audit.models import AuditEvent, Source
 
 from .approvals_helpers import submit
 from .conftest import client_for

@@ -4,8 +4,10 @@ import pytest
 from django.test import RequestFactory
 from django.urls import reverse
 
-from approvals.audit import PLATFORM_CHAIN, AuditContext, chain_of, client_ip
-from approvals.models import AuditEvent, Source
+from audit.chain import PLATFORM_CHAIN, chain_of
+from audit.context import AuditContext
+from audit.models import AuditEvent, Source
+from responseportal.http import client_ip
 from responseportal.models import Role
 
 from .factories import PASSWORD, MembershipFactory, UserFactory

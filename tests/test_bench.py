@@ -5,7 +5,7 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from approvals.bench import report
+from benchmarks import report
 
 
 def page(median, p95=None):

@@ -26,7 +26,8 @@ from django.db import connection
 
 from actions.models import ResponseAction
 from actions.sync import sync_catalog
-from approvals import execution, services
+from approvals import services
+from approvals.execution import steps as execution
 from approvals.models import ExecutorCall, RequestStatus, TargetStatus
 from responseportal.celery import app
 

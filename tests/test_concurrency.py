@@ -6,7 +6,8 @@ import pytest
 from django.db import connection
 
 from approvals import services
-from approvals.models import AuditEvent, RequestStatus
+from approvals.models import RequestStatus
+from audit.models import AuditEvent
 from responseportal.models import Role
 
 from .approvals_helpers import submit

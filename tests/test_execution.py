@@ -8,16 +8,12 @@ from django.core.exceptions import PermissionDenied
 from django.urls import reverse
 from django.utils import timezone
 
-from approvals import execution, services
-from approvals.audit import AuditContext
-from approvals.models import (
-    ApprovalSettings,
-    AuditEvent,
-    RequestStatus,
-    Source,
-    TargetStatus,
-)
+from approvals import services
+from approvals.execution import steps as execution
+from approvals.models import ApprovalSettings, RequestStatus, TargetStatus
 from approvals.state import has_active_remote_shell, isolated_endpoints
+from audit.context import AuditContext
+from audit.models import AuditEvent, Source
 
 from .approvals_helpers import submit
 from .conftest import client_for

@@ -10,7 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from actions.executors import (
+from approvals import services
+from approvals.execution import steps as execution
+from approvals.execution import tasks
+from approvals.execution.executors import (
     SIGNATURE_HEADER,
     ExecutorNotConfigured,
     SimulatedExecutor,
@@ -19,7 +22,6 @@ from actions.executors import (
     get_executor,
     sign,
 )
-from approvals import execution, services, tasks
 from approvals.models import ExecutorCall, RequestStatus
 
 from .approvals_helpers import submit

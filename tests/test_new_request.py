@@ -6,7 +6,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from approvals.models import ActionRequest, AuditEvent, RequestStatus
+from approvals.models import ActionRequest, RequestStatus
+from audit.models import AuditEvent
 
 from .approvals_helpers import turn_on_auto_approval
 from .conftest import client_for

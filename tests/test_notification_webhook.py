@@ -11,7 +11,8 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from approvals import notifications
-from approvals.models import ApprovalSettings, AuditEvent
+from approvals.models import ApprovalSettings
+from audit.models import AuditEvent
 
 from .approvals_helpers import submit
 from .conftest import client_for

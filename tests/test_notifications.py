@@ -7,7 +7,8 @@ from django.core import mail
 from django.core.mail.backends.base import BaseEmailBackend
 from django.utils import timezone
 
-from approvals import notifications, services, tasks
+from approvals import notifications, services
+from approvals.execution import tasks
 from approvals.models import ApprovalSettings, RequestStatus
 from responseportal.models import Role
 

@@ -9,7 +9,9 @@ from django.core import mail
 from django.core.management import call_command
 from django.utils import timezone
 
-from approvals import execution, services, tasks
+from approvals import services
+from approvals.execution import steps as execution
+from approvals.execution import tasks
 from approvals.models import ActionRequest, RequestStatus
 from responseportal.celery import app
 

@@ -7,7 +7,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from approvals import services
-from approvals.models import ActionRequest, AuditEvent, RequestStatus
+from approvals.models import ActionRequest, RequestStatus
+from audit.models import AuditEvent
 from responseportal.models import Role
 
 from .approvals_helpers import submit, turn_on_auto_approval

@@ -4,8 +4,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from approvals.models import AuditEvent, Script, ScriptLanguage
+from approvals.models import Script, ScriptLanguage
 from approvals.script_views import ScriptUploadForm
+from audit.models import AuditEvent
 
 from .conftest import client_for
 

@@ -14,7 +14,8 @@ from django.test import Client
 from django.urls import reverse
 
 from approvals import services
-from approvals.models import ActionRequest, AuditEvent
+from approvals.models import ActionRequest
+from audit.models import AuditEvent
 
 from .approvals_helpers import submit
 from .conftest import client_for

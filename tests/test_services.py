@@ -6,15 +6,9 @@ from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
 from approvals import services
-from approvals.audit import AuditContext
-from approvals.models import (
-    ActionRequest,
-    ApprovalMode,
-    ApprovalSettings,
-    AuditEvent,
-    RequestStatus,
-    Source,
-)
+from approvals.models import ActionRequest, ApprovalMode, ApprovalSettings, RequestStatus
+from audit.context import AuditContext
+from audit.models import AuditEvent, Source
 from responseportal.models import Membership, Role
 
 from .approvals_helpers import submit, turn_on_auto_approval

@@ -5,13 +5,11 @@ from dataclasses import replace
 import pytest
 from celery.exceptions import Retry
 
-from actions.executors import SimulatedExecutor, TargetResult, TransientExecutorError
-from approvals import execution, services, tasks
-from approvals.models import (
-    ExecutorCall,
-    RequestStatus,
-    TargetStatus,
-)
+from approvals import services
+from approvals.execution import steps as execution
+from approvals.execution import tasks
+from approvals.execution.executors import SimulatedExecutor, TargetResult, TransientExecutorError
+from approvals.models import ExecutorCall, RequestStatus, TargetStatus
 
 from .approvals_helpers import submit, turn_on_auto_approval
 

@@ -8,8 +8,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from approvals.audit import event_hash, record
-from approvals.models import AuditEvent
+from audit.chain import event_hash, record
+from audit.models import AuditEvent
 
 from .conftest import client_for
 

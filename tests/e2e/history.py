@@ -5,8 +5,9 @@ from dataclasses import dataclass
 from django.contrib.auth.models import User
 
 from approvals import services
-from approvals.audit import AuditContext
-from approvals.models import ActionRequest, ApprovalSettings, AuditEvent, ScriptLanguage, Source
+from approvals.models import ActionRequest, ApprovalSettings, ScriptLanguage
+from audit.context import AuditContext
+from audit.models import AuditEvent, Source
 from responseportal.models import Organization
 
 from ..approvals_helpers import submit

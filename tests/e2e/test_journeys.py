@@ -7,7 +7,8 @@ from django.contrib.auth.models import User
 from playwright.sync_api import expect
 
 from approvals import services
-from approvals.models import ActionRequest, ApprovalSettings, AuditEvent, RequestStatus
+from approvals.models import ActionRequest, ApprovalSettings, RequestStatus
+from audit.models import AuditEvent
 from responseportal.models import Organization
 
 from ..approvals_helpers import submit

@@ -2,7 +2,7 @@
 
 from playwright.sync_api import expect
 
-from approvals.models import AuditEvent
+from audit.models import AuditEvent
 
 from .conftest import PASSWORD, go
 

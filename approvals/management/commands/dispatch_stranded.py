@@ -2,7 +2,7 @@ from datetime import timedelta
 
 from django.core.management.base import BaseCommand
 
-from approvals.execution import redispatch_stranded
+from approvals.execution.steps import redispatch_stranded
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from approvals.execution import expire_remote_shells
+from approvals.execution.steps import expire_remote_shells
 
 
 class Command(BaseCommand):

@@ -18,13 +18,13 @@ from crispy_forms.helper import FormHelper
 from django import forms
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 
-from approvals import state
-from approvals.models import Script
-from approvals.services import Target
+from actions import catalog, validators
+from actions.validators import shown
 from responseportal.models import Organization
 
-from . import catalog, validators
-from .validators import shown
+from . import state
+from .models import Script
+from .services import Target
 
 MAX_LIST_LENGTH = 200_000
 MAX_TEXT_LENGTH = 2_000

@@ -13,8 +13,6 @@ An executor gets a `Job` and yields one `TargetResult` per target, as each finis
 other outcome is final.
 """
 
-import hashlib
-import hmac
 import http.client
 import json
 import logging
@@ -29,24 +27,17 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.db import transaction
 
+from responseportal.http import OPENER, SIGNATURE_HEADER, sign
+
+from ..models import ExecutorCall, RequestTarget
+
 logger = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "X-Response-Portal-Signature"
 FAILING_PREFIX = "fail-"
 # A reply this large is not a list of per-target results.
 MAX_REPLY_BYTES = 1_000_000
 # Status codes that say "not now" rather than "no".
 TRANSIENT_CLIENT_ERRORS = {408, 425, 429}
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect is answered as the 3xx it is: the signed job goes to the configured URL only."""
-
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 class TransientExecutorError(Exception):
@@ -99,8 +90,6 @@ class SimulatedExecutor:
             yield self._run_once(job, target)
 
     def _run_once(self, job: Job, target: JobTarget) -> TargetResult:
-        from approvals.models import ExecutorCall, RequestTarget
-
         with transaction.atomic():
             # Two deliveries of one request at once: the second waits here, then finds the
             # first one's effect and does nothing.
@@ -143,12 +132,6 @@ class SimulatedExecutor:
                 detail=detail,
             )
             return TargetResult(target.id, succeeded, detail)
-
-
-def sign(body: bytes, secret: str) -> str:
-    """The signature header's value for `body`: `sha256=` and the hex HMAC-SHA256."""
-    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
 
 
 class WebhookExecutor:
@@ -278,8 +261,6 @@ class WebhookExecutor:
             )
 
     def _record(self, job: Job, outcome: str, detail: str) -> None:
-        from approvals.models import ExecutorCall
-
         ExecutorCall.objects.create(
             request_id=job.request_id,
             executor=self.name,

@@ -4,7 +4,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from approvals.audit import chain_of, chains, verify_chain
+from audit.chain import chain_of, chains, verify_chain
 from responseportal.models import Organization
 
 

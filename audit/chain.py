@@ -10,27 +10,24 @@ characters as themselves, encoded in UTF-8; `timestamp` in UTC as 2025-01-31T23:
 `ip_address` in its shortest form (RFC 5952 for IPv6), integral numbers in `data` as integers.
 """
 
-import functools
 import hashlib
-import ipaddress
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest
 from django.utils import timezone
 
+from responseportal.http import normalized_ip
 from responseportal.models import Organization
 
-from .models import ActionRequest, AuditChainHead, AuditEvent, Source
+from .context import SYSTEM, AuditContext
+from .models import GENESIS_HASH, AuditChainHead, AuditEvent
 
 PLATFORM_CHAIN = "platform"
-GENESIS_HASH = "0" * 64
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 HASHED_FIELDS = (
     "chain",
@@ -77,60 +74,6 @@ VERBS = (
     "auth.locked_out",
     "audit.exported",
 )
-
-
-@functools.lru_cache(maxsize=4096)
-def normalized_ip(address: str | None) -> str | None:
-    """The address in its shortest standard form, or None if it is not an IP address."""
-    if not address or "%" in address:
-        return None
-    try:
-        parsed = ipaddress.ip_address(address.strip())
-    except ValueError:
-        return None
-    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped:
-        # As Django and PostgreSQL write it.
-        return f"::ffff:{parsed.ipv4_mapped}"
-    return str(parsed)
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    """The client's address: REMOTE_ADDR, unless trusted proxies say who they forwarded for.
-
-    With TRUSTED_PROXY_COUNT = n > 0, each of the n proxies in front of the portal appended
-    the address it received the request from to X-Forwarded-For, so the n-th address from the
-    right is the client as the outermost trusted proxy saw it. Anything left of it was written
-    by the client and proves nothing. A header too short or not an address falls back to
-    REMOTE_ADDR.
-    """
-    remote = normalized_ip(request.META.get("REMOTE_ADDR"))
-    hops = settings.TRUSTED_PROXY_COUNT
-    if hops <= 0:
-        return remote
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
-    if len(forwarded) < hops:
-        return remote
-    return normalized_ip(forwarded[-hops]) or remote
-
-
-@dataclass(frozen=True)
-class AuditContext:
-    """Where an action came from: the web, an e-mail link, or the system itself."""
-
-    source: str = Source.SYSTEM
-    ip_address: str | None = None
-    user_agent: str = ""
-
-    @classmethod
-    def from_request(cls, request: HttpRequest, source: str = Source.WEB) -> "AuditContext":
-        return cls(
-            source=source,
-            ip_address=client_ip(request),
-            user_agent=request.META.get("HTTP_USER_AGENT", "")[:500],
-        )
-
-
-SYSTEM = AuditContext()
 
 
 def chain_of(organization: Organization | None) -> str:
@@ -207,7 +150,42 @@ def lock_head(chain: str) -> AuditChainHead:
         return AuditChainHead.objects.select_for_update().get(chain=chain)
 
 
+def link(head: AuditChainHead, event: AuditEvent) -> AuditEvent:
+    """Make the unsaved `event` the next link after `head`, and move the (locked) head to it.
+
+    The event gets its chain, sequence, prev_hash and hash. Its timestamp never goes back
+    along a chain: should the clock (or another server's) be behind the last event's, the event
+    takes that time. The log's time filter relies on it.
+    """
+    if head.last_timestamp is not None and event.timestamp < head.last_timestamp:
+        event.timestamp = head.last_timestamp
+    event.chain = head.chain
+    event.sequence = head.last_sequence + 1
+    event.prev_hash = head.last_hash
+    event.hash = event_hash(event)
+    head.last_sequence, head.last_hash = event.sequence, event.hash
+    head.last_timestamp = event.timestamp
+    return event
+
+
 @transaction.atomic
+def append(organization: Organization | None, events: Iterable[AuditEvent]) -> list[AuditEvent]:
+    """Append unsaved events, in order, to the organization's chain (the platform chain without
+    one), in one insert. The one way events are written: by `record`, `seed_audit_events` and
+    the benchmark alike.
+
+    Their fields must already read back as stored (see `record`); the chain's head stays
+    locked until the transaction ends. Events for several organizations in one transaction
+    should be appended in the order of the organizations' ids, so that two such transactions
+    cannot deadlock.
+    """
+    head = lock_head(chain_of(organization))
+    linked = [link(head, event) for event in events]
+    AuditEvent.objects.bulk_create(linked)
+    head.save(update_fields=["last_sequence", "last_hash", "last_timestamp"])
+    return linked
+
+
 def record(
     organization: Organization | None,
     verb: str,
@@ -215,49 +193,32 @@ def record(
     actor=None,
     actor_username: str | None = None,
     role: str = "",
-    request: ActionRequest | None = None,
+    action_request=None,
     data: dict | None = None,
     context: AuditContext = SYSTEM,
 ) -> AuditEvent:
-    """Append one event to the organization's chain (the platform chain without one).
+    """Append one event about `action_request` (or none) to the organization's chain.
 
     `actor_username` defaults to the actor's; a failed sign-in gives the username tried.
-    Events for several organizations in one transaction should be recorded in the order of
-    the organizations' ids, so that two such transactions cannot deadlock.
-
-    Timestamps never go back along a chain: should the clock (or another server's) be behind
-    the last event's, the event takes that time. The log's time filter relies on it.
     """
-    chain = chain_of(organization)
-    head = lock_head(chain)
-    now = timezone.now()
-    if head.last_timestamp is not None and now < head.last_timestamp:
-        now = head.last_timestamp
     if actor_username is None:
         actor_username = actor.get_username() if actor is not None else ""
     event = AuditEvent(
         organization=organization,
-        chain=chain,
-        sequence=head.last_sequence + 1,
-        timestamp=now,
+        timestamp=timezone.now(),
         actor=actor,
         actor_username=_without_nul(actor_username, 150),
         role=role,
         verb=verb,
-        request=request,
-        action_key=request.action.key if request is not None else "",
+        request=action_request,
+        action_key=action_request.action.key if action_request is not None else "",
         # Stored exactly as it will read back, so the hash can be checked later.
         data=json_data(data),
         source=context.source,
         ip_address=normalized_ip(context.ip_address),
         user_agent=_without_nul(context.user_agent, 500),
-        prev_hash=head.last_hash,
     )
-    event.hash = event_hash(event)
-    event.save()
-    head.last_sequence, head.last_hash, head.last_timestamp = event.sequence, event.hash, now
-    head.save(update_fields=["last_sequence", "last_hash", "last_timestamp"])
-    return event
+    return append(organization, [event])[0]
 
 
 @dataclass(frozen=True)

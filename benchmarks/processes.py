@@ -131,7 +131,7 @@ def gunicorn(stack: contextlib.ExitStack, *, port: int, workers: int) -> Child:
         [
             *(sys.executable, "-m", "gunicorn", "--workers", str(workers)),
             *("--bind", f"127.0.0.1:{port}", "--log-level", "warning"),
-            "approvals.bench.wsgi:application",
+            "benchmarks.wsgi:application",
         ],
     )
     wait_until(lambda: listening(port), 60, f"gunicorn to listen on port {port}", server)

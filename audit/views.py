@@ -22,19 +22,19 @@ from django.views.decorators.http import require_GET
 
 from actions.models import ResponseAction
 from responseportal.access import get_membership
+from responseportal.http import normalized_ip
 from responseportal.models import Membership, Role
 
-from .audit import (
+from .chain import (
     VERBS,
-    AuditContext,
     canonical_data,
     canonical_timestamp,
     chain_of,
     event_hash,
-    normalized_ip,
     record,
 )
-from .models import AuditEvent, Source
+from .context import AuditContext
+from .models import GENESIS_HASH, AuditEvent, Source
 
 PAGE_SIZE = 50
 LAST_SEQUENCE = 2**63 - 1  # PositiveBigIntegerField
@@ -273,7 +273,7 @@ def _log_page(request: HttpRequest, membership: Membership, form: AuditFilter, s
         context["paged"] = (
             form.cleaned_data["before"] is not None or form.cleaned_data["after"] is not None
         )
-    return render(request, "approvals/audit_log.html", context, status=status)
+    return render(request, "audit/log.html", context, status=status)
 
 
 @login_required
@@ -324,7 +324,7 @@ def audit_event(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     changes, rest = _difference(event.data)
     return render(
         request,
-        "approvals/audit_event.html",
+        "audit/event.html",
         {
             "membership": membership,
             "organization": membership.organization,
@@ -335,7 +335,7 @@ def audit_event(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
             "link_intact": (
                 previous.hash == event.prev_hash
                 if previous is not None
-                else event.sequence == 1 and event.prev_hash == "0" * 64
+                else event.sequence == 1 and event.prev_hash == GENESIS_HASH
             ),
             "changes": changes,
             "rest": json.dumps(rest, indent=2, ensure_ascii=False, sort_keys=True) if rest else "",

@@ -5,7 +5,7 @@ import os
 
 from django.conf import settings
 
-from approvals.bench import static_settings
+from benchmarks import static_settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "responseportal.settings")
 for name, value in static_settings(settings.STORAGES).items():

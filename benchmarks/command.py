@@ -26,7 +26,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.test.utils import override_settings
 
-from approvals.bench import data, figures, processes, report, static_settings
+from benchmarks import data, figures, processes, report, static_settings
 
 DEFAULT_SERVER = "postgres://postgres@127.0.0.1:5432/"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/14"

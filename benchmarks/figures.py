@@ -29,10 +29,11 @@ from django.test.utils import CaptureQueriesContext, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from approvals.admin import AuditEventAdmin
-from approvals.audit import chain_of, record, verify_chain
-from approvals.execution import FINISHED
-from approvals.models import ActionRequest, ApprovalMode, AuditChainHead, RequestStatus
+from approvals.execution.steps import FINISHED
+from approvals.models import ActionRequest, ApprovalMode, RequestStatus
+from audit.admin import AuditEventAdmin
+from audit.chain import chain_of, record, verify_chain
+from audit.models import AuditChainHead
 from responseportal.celery import app
 from responseportal.models import Organization
 

@@ -27,20 +27,22 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from actions.models import ResponseAction
-from approvals import execution, services
-from approvals.audit import AuditContext, chain_of, hash_values, json_data, lock_head, normalized_ip
+from approvals import services
 from approvals.decision import decide
-from approvals.management.commands.seed_audit_events import ADDRESSES, AGENTS
+from approvals.execution import steps as execution
 from approvals.models import (
     ActionRequest,
     ApprovalMode,
     ApprovalSettings,
-    AuditEvent,
     RequestStatus,
     RequestTarget,
-    Source,
     default_auto_approved_actions,
 )
+from audit.chain import chain_of, hash_values, json_data, lock_head
+from audit.context import AuditContext
+from audit.management.commands.seed_audit_events import ADDRESSES, AGENTS
+from audit.models import AuditEvent, Source
+from responseportal.http import normalized_ip
 from responseportal.models import Membership, Organization, Role
 
 from . import processes

@@ -1,5 +1,8 @@
 """Celery tasks. They take primary keys and call the service functions; nothing else.
 
+Each task keeps the name it had when this module was `approvals/tasks.py`: queued messages
+and the beat schedule carry names, so messages in flight during an upgrade still find their task.
+
 `execute_request` is safe to deliver twice: a finished request is left alone, a request in
 progress continues with its unfinished targets only, and the executor gets the request's UUID
 as idempotency key, so each target's effect happens once. Late acknowledgement (settings)
@@ -11,10 +14,10 @@ import logging
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from actions.executors import ExecutorNotConfigured, TransientExecutorError, get_executor
-
-from . import execution, notifications, services
-from .models import TargetStatus
+from .. import notifications, services
+from ..models import TargetStatus
+from . import steps as execution
+from .executors import ExecutorNotConfigured, TransientExecutorError, get_executor
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +33,7 @@ MAX_RETRIES = 5
     retry_backoff_max=300,
     retry_jitter=True,
     max_retries=MAX_RETRIES,
+    name="approvals.tasks.execute_request",
 )
 def execute_request(self, request_id: int) -> str:
     job = execution.start_execution(request_id)
@@ -62,7 +66,14 @@ def execute_request(self, request_id: int) -> str:
     return execution.finish_execution(request_id).status
 
 
-@shared_task(bind=True, max_retries=3, ignore_result=True, soft_time_limit=60, time_limit=90)
+@shared_task(
+    bind=True,
+    max_retries=3,
+    ignore_result=True,
+    soft_time_limit=60,
+    time_limit=90,
+    name="approvals.tasks.send_notification",
+)
 def send_notification(self, kind: str, request_id: int) -> int:
     try:
         return notifications.send(kind, request_id)
@@ -73,7 +84,14 @@ def send_notification(self, kind: str, request_id: int) -> int:
         return 0
 
 
-@shared_task(bind=True, max_retries=3, ignore_result=True, soft_time_limit=60, time_limit=90)
+@shared_task(
+    bind=True,
+    max_retries=3,
+    ignore_result=True,
+    soft_time_limit=60,
+    time_limit=90,
+    name="approvals.tasks.send_webhook_notification",
+)
 def send_webhook_notification(self, kind: str, request_id: int) -> int | None:
     try:
         return notifications.send_webhook(kind, request_id)
@@ -84,16 +102,16 @@ def send_webhook_notification(self, kind: str, request_id: int) -> int | None:
         return None
 
 
-@shared_task(ignore_result=True)
+@shared_task(ignore_result=True, name="approvals.tasks.expire_requests")
 def expire_requests() -> int:
     return services.expire_overdue_requests()
 
 
-@shared_task(ignore_result=True)
+@shared_task(ignore_result=True, name="approvals.tasks.end_expired_sessions")
 def end_expired_sessions() -> int:
     return execution.expire_remote_shells()
 
 
-@shared_task(ignore_result=True)
+@shared_task(ignore_result=True, name="approvals.tasks.dispatch_stranded")
 def dispatch_stranded() -> int:
     return execution.redispatch_stranded()

@@ -9,7 +9,8 @@ from django.dispatch import receiver
 
 from responseportal.models import Membership
 
-from .audit import SYSTEM, AuditContext, record
+from .chain import record
+from .context import SYSTEM, AuditContext
 
 
 def _context(request) -> AuditContext:

@@ -1,0 +1,391 @@
+"""Running approved requests: every step of execution, one function each.
+
+Like the functions of `approvals/services.py`, each step is one transaction that locks the
+request, re-checks its state, changes it, writes the audit event, and defers side effects
+(sending the task, e-mail) with `transaction.on_commit`. The task in `tasks.py` strings the
+steps together; a step that finds the request already past it does nothing, so a duplicate or
+late delivery is harmless.
+"""
+
+import logging
+from datetime import datetime, timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audit.chain import record
+from audit.context import SYSTEM, AuditContext
+from responseportal.models import Role
+
+from .. import notifications
+from ..models import ActionRequest, ApprovalSettings, RequestStatus, RequestTarget, TargetStatus
+from ..state import START_REMOTE_SHELL
+from ..transitions import TransitionRefused, lock_request, role_of, when, who
+from .executors import Job, JobTarget
+
+logger = logging.getLogger(__name__)
+
+RUNNING = frozenset({RequestStatus.APPROVED, RequestStatus.QUEUED, RequestStatus.IN_PROGRESS})
+FINISHED = frozenset(
+    {
+        RequestStatus.SUCCESSFUL,
+        RequestStatus.PARTIALLY_SUCCESSFUL,
+        RequestStatus.FAILED,
+        RequestStatus.TERMINATED,
+    }
+)
+UNFINISHED_TARGETS = frozenset({TargetStatus.WAITING, TargetStatus.IN_PROGRESS})
+FINISHED_VERBS = {
+    RequestStatus.SUCCESSFUL: "execution.succeeded",
+    RequestStatus.PARTIALLY_SUCCESSFUL: "execution.partially_succeeded",
+    RequestStatus.FAILED: "execution.failed",
+    RequestStatus.TERMINATED: "execution.terminated",
+}
+NO_RESULT = "The executor gave no result for this target."
+
+
+def send(request_id: int) -> bool:
+    """Hand the request to the workers; False (logged) if the broker cannot take it now.
+
+    A request that could not be sent stays queued, and `redispatch_stranded` sends it again.
+    """
+    from . import tasks  # a lazy import: the tasks module imports this one
+
+    try:
+        tasks.execute_request.delay(request_id)
+    except Exception:
+        logger.exception(
+            "Request %s could not be sent to the workers; it stays queued and the periodic "
+            "re-send (dispatch_stranded) will deliver it.",
+            request_id,
+        )
+        return False
+    return True
+
+
+def queue_request(request_id: int) -> bool:
+    """Approved → queued, and send it to the workers after commit; False if not approved."""
+    with transaction.atomic():
+        action_request = lock_request(request_id)
+        if action_request.status != RequestStatus.APPROVED:
+            return False
+        action_request.status = RequestStatus.QUEUED
+        action_request.queued_at = timezone.now()
+        action_request.save(update_fields=["status", "queued_at"])
+        record(
+            action_request.organization,
+            "execution.queued",
+            action_request=action_request,
+            data={"status": {"before": RequestStatus.APPROVED, "after": action_request.status}},
+        )
+        transaction.on_commit(partial(send, action_request.pk))
+    return True
+
+
+def queue_after_commit(request_id: int) -> None:
+    """Queue the request once the transaction that approved it has committed."""
+    transaction.on_commit(partial(queue_request, request_id))
+
+
+def start_execution(request_id: int) -> Job | None:
+    """Queued → in progress (or resume one in progress); the job for its unfinished targets.
+
+    None when there is nothing to do: the request is finished, or not yet queued.
+    """
+    with transaction.atomic():
+        action_request = lock_request(request_id)
+        if action_request.status not in {RequestStatus.QUEUED, RequestStatus.IN_PROGRESS}:
+            return None
+        now = timezone.now()
+        before = action_request.status
+        action_request.execution_attempts += 1
+        if before == RequestStatus.QUEUED:
+            action_request.status = RequestStatus.IN_PROGRESS
+            action_request.started_at = now
+        action_request.save(update_fields=["status", "started_at", "execution_attempts"])
+        action_request.targets.filter(status=TargetStatus.WAITING).update(
+            status=TargetStatus.IN_PROGRESS
+        )
+        targets = [
+            JobTarget(id=t.pk, position=t.position, kind=t.kind, value=t.value)
+            for t in action_request.targets.filter(status__in=UNFINISHED_TARGETS).order_by(
+                "position"
+            )
+        ]
+        if before == RequestStatus.QUEUED:
+            verb = "execution.started"
+            data = {"status": {"before": before, "after": action_request.status}}
+        else:
+            # A retry, or a delivery again after a worker was lost: finish what is left.
+            verb = "execution.resumed"
+            data = {"status": action_request.status, "targets_left": len(targets)}
+        data["attempt"] = action_request.execution_attempts
+        data["executor"] = settings.RESPONSE_EXECUTOR
+        record(action_request.organization, verb, action_request=action_request, data=data)
+        return Job(
+            request_id=action_request.pk,
+            idempotency_key=action_request.uuid,
+            action=action_request.action.key,
+            parameters=action_request.parameters,
+            targets=targets,
+            organization=action_request.organization.slug,
+        )
+
+
+def finish_target(target_id: int, *, succeeded: bool, message: str = "") -> bool:
+    """Record one target's result; False if it already had one (a duplicate delivery)."""
+    with transaction.atomic():
+        target = RequestTarget.objects.select_for_update().get(pk=target_id)
+        if target.status not in UNFINISHED_TARGETS:
+            return False
+        target.status = TargetStatus.SUCCESSFUL if succeeded else TargetStatus.FAILED
+        target.message = message
+        target.finished_at = timezone.now()
+        target.save(update_fields=["status", "message", "finished_at"])
+        return True
+
+
+def outcome(statuses: list[str]) -> RequestStatus:
+    """The request's status from its targets' statuses: the least successful it can claim."""
+    succeeded = [status == TargetStatus.SUCCESSFUL for status in statuses]
+    if all(succeeded):
+        return RequestStatus.SUCCESSFUL
+    if any(succeeded):
+        return RequestStatus.PARTIALLY_SUCCESSFUL
+    if TargetStatus.FAILED in statuses:
+        return RequestStatus.FAILED
+    return RequestStatus.TERMINATED
+
+
+def finish_execution(
+    request_id: int, *, unfinished: TargetStatus = TargetStatus.FAILED, message: str = NO_RESULT
+) -> ActionRequest:
+    """In progress → successful, partially successful, failed or terminated.
+
+    Targets still without a result get `unfinished` and `message` (the executor gave up on
+    them, or never answered for them). A request already finished is left as it is.
+    """
+    with transaction.atomic():
+        action_request = lock_request(request_id)
+        if action_request.status != RequestStatus.IN_PROGRESS:
+            return action_request
+        now = timezone.now()
+        action_request.targets.filter(status__in=UNFINISHED_TARGETS).update(
+            status=unfinished, message=message, finished_at=now
+        )
+        results = list(
+            action_request.targets.order_by("position").values("value", "status", "message")
+        )
+        action_request.status = outcome([result["status"] for result in results])
+        action_request.finished_at = now
+        if (
+            action_request.action.key == START_REMOTE_SHELL
+            and action_request.status == RequestStatus.SUCCESSFUL
+        ):
+            validity = ApprovalSettings.for_organization(action_request.organization)
+            action_request.active_until = now + timedelta(
+                hours=validity.remote_shell_validity_hours
+            )
+        action_request.save(update_fields=["status", "finished_at", "active_until"])
+        record(
+            action_request.organization,
+            FINISHED_VERBS[action_request.status],
+            action_request=action_request,
+            data={
+                "status": {"before": RequestStatus.IN_PROGRESS, "after": action_request.status},
+                "attempts": action_request.execution_attempts,
+                "targets": results,
+                **(
+                    {"active_until": action_request.active_until}
+                    if action_request.active_until
+                    else {}
+                ),
+            },
+        )
+        notifications.schedule(notifications.FINISHED, action_request.pk)
+        return action_request
+
+
+def _why_not_active(action_request: ActionRequest, now: datetime) -> str | None:
+    """None if `action_request` is a remote shell session in force; otherwise why it is not."""
+    name, status = action_request.action.name, action_request.get_status_display()
+    if action_request.action.key != START_REMOTE_SHELL:
+        return f"Only a remote shell session can be ended; this request is {name}."
+    if action_request.status in RUNNING:
+        return (
+            f"This session has not started yet (the request is {status}"
+            "); it can be ended once it is active."
+        )
+    if action_request.status != RequestStatus.SUCCESSFUL:
+        return f"This session never started: the request is {status}."
+    if action_request.ended_at is not None:
+        ended = when(action_request.ended_at)
+        if action_request.ended_by is None:
+            return f"This session already ended at {ended}: its validity period was over."
+        return f"This session was already ended at {ended} by {who(action_request.ended_by)}."
+    return None
+
+
+def end_remote_shell(
+    request_id: int, *, actor, reason: str, context: AuditContext = SYSTEM
+) -> ActionRequest:
+    """An admin ends an active remote shell session before its validity period is over."""
+    reason = reason.strip()
+    if not reason:
+        raise TransitionRefused(
+            "Give a reason for ending the session: it is kept with the request."
+        )
+    now = timezone.now()
+    with transaction.atomic():
+        action_request = lock_request(request_id)
+        role = role_of(
+            actor, action_request.organization, {Role.ADMIN}, "end remote shell sessions"
+        )
+        if _is_overdue_shell(action_request, now):
+            _expire_shell(action_request)
+        refusal = _why_not_active(action_request, now)
+        if refusal is None:
+            action_request.ended_at = now
+            action_request.ended_by = actor
+            action_request.end_reason = reason
+            action_request.save(update_fields=["ended_at", "ended_by", "end_reason"])
+            record(
+                action_request.organization,
+                "remote_shell.ended",
+                actor=actor,
+                role=role,
+                action_request=action_request,
+                data={
+                    "reason": reason,
+                    "active_until": action_request.active_until,
+                    "ended_at": now,
+                },
+                context=context,
+            )
+    if refusal is not None:
+        raise TransitionRefused(refusal)
+    return action_request
+
+
+SHELL_EXPIRED = "Its validity period ended."
+
+
+def _is_overdue_shell(action_request: ActionRequest, now: datetime) -> bool:
+    return (
+        action_request.action.key == START_REMOTE_SHELL
+        and action_request.status == RequestStatus.SUCCESSFUL
+        and action_request.ended_at is None
+        and action_request.active_until is not None
+        and action_request.active_until <= now
+    )
+
+
+def _expire_shell(action_request: ActionRequest) -> None:
+    action_request.ended_at = action_request.active_until
+    action_request.ended_by = None
+    action_request.end_reason = SHELL_EXPIRED
+    action_request.save(update_fields=["ended_at", "ended_by", "end_reason"])
+    record(
+        action_request.organization,
+        "remote_shell.expired",
+        action_request=action_request,
+        data={"active_until": action_request.active_until},
+    )
+
+
+def expire_remote_shell(request_id: int) -> bool:
+    """End one remote shell session past its validity; False if it was not (or no longer)."""
+    with transaction.atomic():
+        action_request = lock_request(request_id)
+        if not _is_overdue_shell(action_request, timezone.now()):
+            return False
+        _expire_shell(action_request)
+        return True
+
+
+def expire_remote_shells() -> int:
+    """End every remote shell session past its validity period; returns how many."""
+    overdue = ActionRequest.objects.filter(
+        action__key=START_REMOTE_SHELL,
+        status=RequestStatus.SUCCESSFUL,
+        ended_at__isnull=True,
+        active_until__lte=timezone.now(),
+    ).values_list("pk", flat=True)
+    return sum(expire_remote_shell(pk) for pk in list(overdue))
+
+
+def _waiting_since(action_request: ActionRequest) -> datetime | None:
+    return {
+        RequestStatus.APPROVED: action_request.decided_at,
+        RequestStatus.QUEUED: action_request.queued_at,
+        RequestStatus.IN_PROGRESS: action_request.started_at,
+    }.get(action_request.status)
+
+
+def _stranded(
+    action_request: ActionRequest, now: datetime, waited: timedelta, idle: timedelta
+) -> bool:
+    since = _waiting_since(action_request)
+    if since is None:
+        return False
+    if action_request.status != RequestStatus.IN_PROGRESS:
+        return since <= now - waited
+    # In progress, with no trace of activity for longer than any attempt can take.
+    cutoff = now - idle
+    return (
+        since <= cutoff
+        and not action_request.targets.filter(finished_at__gt=cutoff).exists()
+        and not action_request.events.filter(timestamp__gt=cutoff).exists()
+    )
+
+
+def redispatch_request(request_id: int, *, waited: timedelta, idle: timedelta) -> bool:
+    """Send again a request whose message was lost; False if it is not (or no longer) stranded.
+
+    Approved but never queued, or queued, for longer than `waited`; or in progress with no
+    activity for longer than `idle` (its worker and its message were both lost).
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        action_request = lock_request(request_id)
+        if not _stranded(action_request, now, waited, idle):
+            return False
+        since = _waiting_since(action_request)
+        data = {
+            "status": action_request.status,
+            "waiting_since": since,
+            "waited_seconds": int((now - since).total_seconds()),
+        }
+        if action_request.status == RequestStatus.APPROVED:
+            data["status"] = {"before": RequestStatus.APPROVED, "after": RequestStatus.QUEUED}
+            action_request.status = RequestStatus.QUEUED
+        if action_request.status == RequestStatus.QUEUED:
+            # The next re-send, if this one is lost too, waits as long again.
+            action_request.queued_at = now
+            action_request.save(update_fields=["status", "queued_at"])
+        record(
+            action_request.organization,
+            "execution.redispatched",
+            action_request=action_request,
+            data=data,
+        )
+        transaction.on_commit(partial(send, action_request.pk))
+        return True
+
+
+def redispatch_stranded(*, waited: timedelta | None = None, idle: timedelta | None = None) -> int:
+    """Send again every request stranded by a lost message or a lost worker; returns how many."""
+    if waited is None:
+        waited = timedelta(seconds=settings.EXECUTION_REDISPATCH_AFTER)
+    if idle is None:
+        idle = timedelta(seconds=settings.EXECUTION_STALLED_AFTER)
+    now = timezone.now()
+    candidates = (
+        ActionRequest.objects.filter(status=RequestStatus.APPROVED, decided_at__lte=now - waited)
+        | ActionRequest.objects.filter(status=RequestStatus.QUEUED, queued_at__lte=now - waited)
+        | ActionRequest.objects.filter(status=RequestStatus.IN_PROGRESS, started_at__lte=now - idle)
+    )
+    pks = list(candidates.order_by("pk").values_list("pk", flat=True))
+    return sum(redispatch_request(pk, waited=waited, idle=idle) for pk in pks)

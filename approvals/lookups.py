@@ -1,0 +1,30 @@
+"""Lookups of an organization's requests, through the one door of `get_membership`."""
+
+from collections.abc import Iterable
+from uuid import UUID
+
+from django.http import Http404
+
+from responseportal.access import get_membership
+from responseportal.models import Membership, Role
+
+from .models import ActionRequest
+
+
+def get_request_for(
+    user, slug: str, uuid: UUID, *, roles: Iterable[Role] | None = None
+) -> tuple[Membership, ActionRequest]:
+    """The user's membership and the request `uuid` of organization `slug`.
+
+    404 if the user is not a member or the request belongs to another organization;
+    403 if the user does not hold one of `roles`.
+    """
+    membership = get_membership(user, slug, roles=roles)
+    action_request = (
+        ActionRequest.objects.select_related("action", "requester", "decided_by", "organization")
+        .filter(organization=membership.organization, uuid=uuid)
+        .first()
+    )
+    if action_request is None:
+        raise Http404("No such request.")
+    return membership, action_request

@@ -1,0 +1,53 @@
+"""What every change of a request shares: the refusal it raises, the lock on the request's row,
+the check of the actor's role, and how times and people are named in refusals.
+
+Services, execution steps and views all use these; this module builds on the models only.
+"""
+
+from django.core.exceptions import PermissionDenied
+from django.utils import timezone
+from django.utils.formats import date_format
+
+from responseportal.models import Membership, Organization, Role
+
+from .models import ActionRequest
+
+
+class TransitionRefused(Exception):
+    """The request is not in a state that allows this; the message says what happened."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class SubmissionRefused(TransitionRefused):
+    """The decision rule refuses the request; nothing was created."""
+
+
+def role_of(user, organization: Organization, allowed: set[Role], doing: str) -> str:
+    role = (
+        Membership.objects.filter(user=user, organization=organization)
+        .values_list("role", flat=True)
+        .first()
+    )
+    if role not in allowed:
+        raise PermissionDenied(f"Your role in {organization.name} does not allow you to {doing}.")
+    return role
+
+
+def when(moment) -> str:
+    return date_format(timezone.localtime(moment), "DATETIME_FORMAT")
+
+
+def who(user) -> str:
+    return user.get_username() if user is not None else "the system"
+
+
+def lock_request(request_id: int) -> ActionRequest:
+    """The request's row, locked until the transaction ends, with what its messages name."""
+    return (
+        ActionRequest.objects.select_for_update(of=("self",))
+        .select_related("organization", "action", "requester", "decided_by", "ended_by")
+        .get(pk=request_id)
+    )

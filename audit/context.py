@@ -1,0 +1,29 @@
+"""Where an audited change came from: the web, an e-mail link, or the system itself."""
+
+from dataclasses import dataclass
+
+from django.http import HttpRequest
+
+from responseportal.http import client_ip
+
+from .models import Source
+
+
+@dataclass(frozen=True)
+class AuditContext:
+    """Where an action came from: the web, an e-mail link, or the system itself."""
+
+    source: str = Source.SYSTEM
+    ip_address: str | None = None
+    user_agent: str = ""
+
+    @classmethod
+    def from_request(cls, request: HttpRequest, source: str = Source.WEB) -> "AuditContext":
+        return cls(
+            source=source,
+            ip_address=client_ip(request),
+            user_agent=request.META.get("HTTP_USER_AGENT", "")[:500],
+        )
+
+
+SYSTEM = AuditContext()
