@@ -12,6 +12,11 @@ RECOMMENDED = "recommended"
 
 AUTO_APPROVAL_REQUIRED = "Auto-approval must be enabled in order to use this response action"
 
+# The actions the portal's own rules name: what is isolated, and which remote shells are open.
+ISOLATE_ENDPOINT = "isolate_endpoint"
+RESTORE_CONNECTION = "restore_connection"
+START_REMOTE_SHELL = "start_remote_shell"
+
 
 @dataclass(frozen=True)
 class Parameter:

@@ -12,7 +12,7 @@ from audit.chain import chain_of
 from audit.models import AuditEvent
 from responseportal.models import Organization
 
-from .models import ActionRequest, ApprovalMode, RequestStatus
+from .models import RUNNING, ActionRequest, ApprovalMode, RequestStatus
 
 DAYS = 30
 
@@ -20,12 +20,7 @@ DAYS = 30
 OUTCOMES = (
     ("successful", "Successful", "#1a7f37", {RequestStatus.SUCCESSFUL}),
     ("partial", "Partially successful", "#1b7c83", {RequestStatus.PARTIALLY_SUCCESSFUL}),
-    (
-        "running",
-        "Approved, not finished",
-        "#0969da",
-        {RequestStatus.APPROVED, RequestStatus.QUEUED, RequestStatus.IN_PROGRESS},
-    ),
+    ("running", "Approved, not finished", "#0969da", RUNNING),
     ("pending", "Pending approval", "#bf8700", {RequestStatus.PENDING}),
     ("failed", "Failed or terminated", "#cf222e", {RequestStatus.FAILED, RequestStatus.TERMINATED}),
     ("rejected", "Rejected", "#8250df", {RequestStatus.REJECTED}),

@@ -33,14 +33,14 @@ def _time(moment) -> dict | None:
 def request_status(request: HttpRequest, slug: str, uuid: uuid_module.UUID) -> JsonResponse:
     """The request's status and each target's, for the detail page to follow while it runs."""
     _, action_request = get_request_for(request.user, slug, uuid)
-    status = "expired" if action_request.is_overdue() else action_request.status
+    status = action_request.shown_status
     return JsonResponse(
         {
             "uuid": str(action_request.uuid),
-            "status": status,
-            "status_label": action_request.shown_status(),
+            "status": status.value,
+            "status_label": status.label,
             "status_icon": STATUS_ICONS[status],
-            "running": status in execution.RUNNING,
+            "running": action_request.is_running,
             "queued_at": _time(action_request.queued_at),
             "started_at": _time(action_request.started_at),
             "finished_at": _time(action_request.finished_at),

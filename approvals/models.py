@@ -5,6 +5,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from actions.catalog import START_REMOTE_SHELL
 from actions.models import Category, ResponseAction
 from responseportal.models import Organization
 
@@ -123,6 +124,22 @@ class RequestStatus(models.TextChoices):
     TERMINATED = "terminated", "Terminated"
 
 
+# The status groups, named once: what runs, what is over, and why it is over.
+RUNNING = frozenset({RequestStatus.APPROVED, RequestStatus.QUEUED, RequestStatus.IN_PROGRESS})
+FINISHED = frozenset(
+    {
+        RequestStatus.SUCCESSFUL,
+        RequestStatus.PARTIALLY_SUCCESSFUL,
+        RequestStatus.FAILED,
+        RequestStatus.TERMINATED,
+    }
+)
+UNDECIDED_ENDINGS = frozenset(
+    {RequestStatus.REJECTED, RequestStatus.EXPIRED, RequestStatus.CANCELLED}
+)
+FINAL = FINISHED | UNDECIDED_ENDINGS
+
+
 class ActionRequest(models.Model):
     """An operator's request to run one response action in one organization."""
 
@@ -203,10 +220,54 @@ class ActionRequest(models.Model):
         now = now or timezone.now()
         return self.is_pending and self.expires_at is not None and self.expires_at <= now
 
-    def shown_status(self) -> str:
-        if self.is_overdue():
-            return RequestStatus.EXPIRED.label
-        return self.get_status_display()
+    def can_be_decided_by(self, user) -> bool:
+        """Whether `user`, an admin of its organization, may decide it now: it is pending, not
+        overdue, and not their own request (separation of duties)."""
+        return self.is_pending and not self.is_overdue() and self.requester_id != user.pk
+
+    @property
+    def shown_status(self) -> RequestStatus:
+        """The status people see: a pending request past its expiry time is already expired."""
+        return RequestStatus.EXPIRED if self.is_overdue() else RequestStatus(self.status)
+
+    @property
+    def shown_status_label(self) -> str:
+        return self.shown_status.label
+
+    @property
+    def is_running(self) -> bool:
+        """Approved, queued or in progress: its execution is still to come or under way."""
+        return self.status in RUNNING
+
+    @property
+    def is_finished(self) -> bool:
+        """Executed: successful, partially successful, failed or terminated."""
+        return self.status in FINISHED
+
+    @property
+    def is_final(self) -> bool:
+        """Nothing more will happen to it: finished, or rejected, expired or cancelled."""
+        return self.shown_status in FINAL
+
+    @property
+    def has_execution(self) -> bool:
+        """Whether its page shows an execution section: running now, or it ran."""
+        return self.is_running or self.queued_at is not None or self.finished_at is not None
+
+    @property
+    def is_remote_shell(self) -> bool:
+        return self.action.key == START_REMOTE_SHELL
+
+    def shell_is_active(self, now=None) -> bool:
+        """A remote shell session that started and is within its validity period, not ended."""
+        now = now or timezone.now()
+        return (
+            self.is_remote_shell
+            and self.status == RequestStatus.SUCCESSFUL
+            and self.ended_at is None
+            and self.active_until is not None
+            and self.active_until > now
+        )
 
 
 class TargetStatus(models.TextChoices):
@@ -216,6 +277,9 @@ class TargetStatus(models.TextChoices):
     FAILED = "failed", "Failed"
     TERMINATED = "terminated", "Terminated"
     SKIPPED = "skipped", "Not run"
+
+
+UNFINISHED_TARGETS = frozenset({TargetStatus.WAITING, TargetStatus.IN_PROGRESS})
 
 
 class RequestTarget(models.Model):

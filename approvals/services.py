@@ -33,6 +33,7 @@ from .models import (
     Script,
 )
 from .transitions import (
+    SeparationOfDuties,
     SubmissionRefused,
     TransitionRefused,
     lock_request,
@@ -210,10 +211,7 @@ def _decide(
         doing = "approve requests" if status == RequestStatus.APPROVED else "reject requests"
         role = role_of(actor, action_request.organization, {Role.ADMIN}, doing)
         if action_request.requester_id == actor.pk:
-            raise PermissionDenied(
-                "You submitted this request, so another admin must decide it "
-                "(separation of duties)."
-            )
+            raise SeparationOfDuties()
         refusal = _refusal(action_request, now)
         if refusal is None:
             action_request.status = status
@@ -246,6 +244,9 @@ def _decide(
     return action_request
 
 
+REASON_REQUIRED = "Give a reason for rejecting: the requester will read it."
+
+
 def approve_request(
     request_id: int, *, actor, comment: str = "", context: AuditContext = SYSTEM
 ) -> ActionRequest:
@@ -263,7 +264,7 @@ def reject_request(
     request_id: int, *, actor, reason: str, context: AuditContext = SYSTEM
 ) -> ActionRequest:
     if not reason.strip():
-        raise TransitionRefused("Give a reason for rejecting: the requester will read it.")
+        raise TransitionRefused(REASON_REQUIRED)
     return _decide(
         request_id,
         actor=actor,

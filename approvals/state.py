@@ -10,13 +10,10 @@ from datetime import datetime
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from actions.catalog import ISOLATE_ENDPOINT, RESTORE_CONNECTION, START_REMOTE_SHELL
 from responseportal.models import Organization
 
 from .models import ActionRequest, RequestStatus, RequestTarget, TargetStatus
-
-ISOLATE_ENDPOINT = "isolate_endpoint"
-RESTORE_CONNECTION = "restore_connection"
-START_REMOTE_SHELL = "start_remote_shell"
 
 
 def isolated_endpoints(organization: Organization, endpoints: Iterable[str]) -> set[str]:

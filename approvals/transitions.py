@@ -25,7 +25,17 @@ class SubmissionRefused(TransitionRefused):
     """The decision rule refuses the request; nothing was created."""
 
 
+class SeparationOfDuties(TransitionRefused, PermissionDenied):
+    """The actor submitted the request, so another admin must decide it."""
+
+    def __init__(self):
+        super().__init__(
+            "You submitted this request, so another admin must decide it (separation of duties)."
+        )
+
+
 def role_of(user, organization: Organization, allowed: set[Role], doing: str) -> str:
+    """The user's role in the organization; PermissionDenied, naming `doing`, unless allowed."""
     role = (
         Membership.objects.filter(user=user, organization=organization)
         .values_list("role", flat=True)

@@ -4,7 +4,6 @@ from itertools import groupby
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, IntegerField, OuterRef, Prefetch, Q, Subquery
 from django.db.models.functions import Coalesce
@@ -167,7 +166,15 @@ def _listing(organization):
 
 
 def _page(request: HttpRequest, requests):
-    return Paginator(requests, PAGE_SIZE).get_page(request.GET.get("page"))
+    """One page of a listing; each shown request knows how many targets it does not show, and
+    whether the signed-in user may select it for a decision."""
+    page = Paginator(requests, PAGE_SIZE).get_page(request.GET.get("page"))
+    for action_request in page.object_list:
+        action_request.more_targets = action_request.target_count - len(
+            action_request.first_targets
+        )
+        action_request.selectable = action_request.can_be_decided_by(request.user)
+    return page
 
 
 @login_required
@@ -202,10 +209,7 @@ def request_detail(request: HttpRequest, slug: str, uuid: uuid_module.UUID) -> H
             "targets": action_request.targets.all(),
             "events": action_request.events.order_by("timestamp", "id"),
             "can_decide": (
-                membership.role == Role.ADMIN
-                and not is_requester
-                and action_request.is_pending
-                and not action_request.is_overdue()
+                membership.role == Role.ADMIN and action_request.can_be_decided_by(request.user)
             ),
             "can_cancel": is_requester and action_request.is_pending,
             "is_requester": is_requester,
@@ -249,43 +253,50 @@ def _back(request: HttpRequest, default: str) -> HttpResponse:
     return redirect(default)
 
 
-def _decide_one(request: HttpRequest, slug: str, uuid: uuid_module.UUID, decision: str):
-    """Approve or reject one request from its page (or the queue's per-row buttons)."""
-    _, action_request = get_request_for(request.user, slug, uuid, roles=[Role.ADMIN])
+APPROVE, REJECT = "approve", "reject"
+DONE = {APPROVE: "Approved", REJECT: "Rejected"}
+
+
+def _decide(request: HttpRequest, action_request: ActionRequest, decision: str, text: str):
+    """The one way the pages decide a request: None if the decision took effect, else the
+    refusal in words (decided meanwhile, expired, the admin's own request, no reason given)."""
     context = AuditContext.from_request(request)
     try:
-        if decision == "approve":
+        if decision == APPROVE:
             services.approve_request(
-                action_request.pk,
-                actor=request.user,
-                comment=request.POST.get("comment", ""),
-                context=context,
+                action_request.pk, actor=request.user, comment=text, context=context
             )
         else:
             services.reject_request(
-                action_request.pk,
-                actor=request.user,
-                reason=request.POST.get("reason", ""),
-                context=context,
+                action_request.pk, actor=request.user, reason=text, context=context
             )
     except TransitionRefused as refusal:
-        messages.error(request, refusal.message)
+        return refusal.message
+    return None
+
+
+def _decide_one(request: HttpRequest, slug: str, uuid: uuid_module.UUID, decision: str):
+    """Approve or reject one request from its page."""
+    _, action_request = get_request_for(request.user, slug, uuid, roles=[Role.ADMIN])
+    text = request.POST.get("comment" if decision == APPROVE else "reason", "")
+    refusal = _decide(request, action_request, decision, text)
+    if refusal is None:
+        messages.success(request, f"{DONE[decision]}: {action_request.action.name}.")
     else:
-        done = "Approved" if decision == "approve" else "Rejected"
-        messages.success(request, f"{done}: {action_request.action.name}.")
+        messages.error(request, refusal)
     return _back(request, action_request_url(slug, action_request))
 
 
 @login_required
 @require_POST
 def approve(request: HttpRequest, slug: str, uuid: uuid_module.UUID) -> HttpResponse:
-    return _decide_one(request, slug, uuid, "approve")
+    return _decide_one(request, slug, uuid, APPROVE)
 
 
 @login_required
 @require_POST
 def reject(request: HttpRequest, slug: str, uuid: uuid_module.UUID) -> HttpResponse:
-    return _decide_one(request, slug, uuid, "reject")
+    return _decide_one(request, slug, uuid, REJECT)
 
 
 @login_required
@@ -361,14 +372,14 @@ def _decide_many(request: HttpRequest, organization) -> None:
             chosen.append(uuid_module.UUID(value))
         except ValueError:
             messages.error(request, f"`{value[:40]}` is not a request ID; it was skipped.")
-    if decision not in {"approve", "reject"}:
+    if decision not in DONE:
         messages.error(request, "Choose Approve selected or Reject selected.")
         return
     if not chosen:
         messages.error(request, "Select at least one request first.")
         return
-    if decision == "reject" and not reason:
-        messages.error(request, "Give a reason for rejecting: the requester will read it.")
+    if decision == REJECT and not reason:
+        messages.error(request, services.REASON_REQUIRED)
         return
     found = {
         r.uuid: r
@@ -377,25 +388,17 @@ def _decide_many(request: HttpRequest, organization) -> None:
         .only("pk", "uuid", "action__name")
     }
     done = 0
-    context = AuditContext.from_request(request)
     for chosen_uuid in chosen:
         action_request = found.get(chosen_uuid)
         if action_request is None:
             messages.error(request, f"Request {chosen_uuid} was not found in this organization.")
             continue
-        try:
-            if decision == "approve":
-                services.approve_request(action_request.pk, actor=request.user, context=context)
-            else:
-                services.reject_request(
-                    action_request.pk, actor=request.user, reason=reason, context=context
-                )
+        # Approving from the queue carries no comment; the reason is for rejecting.
+        refusal = _decide(request, action_request, decision, reason if decision == REJECT else "")
+        if refusal is None:
             done += 1
-        except (TransitionRefused, PermissionDenied) as refusal:
-            text = getattr(refusal, "message", None) or str(refusal)
-            messages.error(
-                request, f"{action_request.action.name} ({str(chosen_uuid)[:8]}): {text}"
-            )
+        else:
+            name = action_request.action.name
+            messages.error(request, f"{name} ({str(chosen_uuid)[:8]}): {refusal}")
     if done:
-        verb = "Approved" if decision == "approve" else "Rejected"
-        messages.success(request, f"{verb} {done} request{'s' if done != 1 else ''}.")
+        messages.success(request, f"{DONE[decision]} {done} request{'s' if done != 1 else ''}.")

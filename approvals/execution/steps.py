@@ -15,28 +15,25 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from actions.catalog import START_REMOTE_SHELL
 from audit.chain import record
 from audit.context import SYSTEM, AuditContext
 from responseportal.models import Role
 
 from .. import notifications
-from ..models import ActionRequest, ApprovalSettings, RequestStatus, RequestTarget, TargetStatus
-from ..state import START_REMOTE_SHELL
+from ..models import (
+    UNFINISHED_TARGETS,
+    ActionRequest,
+    ApprovalSettings,
+    RequestStatus,
+    RequestTarget,
+    TargetStatus,
+)
 from ..transitions import TransitionRefused, lock_request, role_of, when, who
 from .executors import Job, JobTarget
 
 logger = logging.getLogger(__name__)
 
-RUNNING = frozenset({RequestStatus.APPROVED, RequestStatus.QUEUED, RequestStatus.IN_PROGRESS})
-FINISHED = frozenset(
-    {
-        RequestStatus.SUCCESSFUL,
-        RequestStatus.PARTIALLY_SUCCESSFUL,
-        RequestStatus.FAILED,
-        RequestStatus.TERMINATED,
-    }
-)
-UNFINISHED_TARGETS = frozenset({TargetStatus.WAITING, TargetStatus.IN_PROGRESS})
 FINISHED_VERBS = {
     RequestStatus.SUCCESSFUL: "execution.succeeded",
     RequestStatus.PARTIALLY_SUCCESSFUL: "execution.partially_succeeded",
@@ -180,10 +177,7 @@ def finish_execution(
         )
         action_request.status = outcome([result["status"] for result in results])
         action_request.finished_at = now
-        if (
-            action_request.action.key == START_REMOTE_SHELL
-            and action_request.status == RequestStatus.SUCCESSFUL
-        ):
+        if action_request.is_remote_shell and action_request.status == RequestStatus.SUCCESSFUL:
             validity = ApprovalSettings.for_organization(action_request.organization)
             action_request.active_until = now + timedelta(
                 hours=validity.remote_shell_validity_hours
@@ -211,9 +205,9 @@ def finish_execution(
 def _why_not_active(action_request: ActionRequest, now: datetime) -> str | None:
     """None if `action_request` is a remote shell session in force; otherwise why it is not."""
     name, status = action_request.action.name, action_request.get_status_display()
-    if action_request.action.key != START_REMOTE_SHELL:
+    if not action_request.is_remote_shell:
         return f"Only a remote shell session can be ended; this request is {name}."
-    if action_request.status in RUNNING:
+    if action_request.is_running:
         return (
             f"This session has not started yet (the request is {status}"
             "); it can be ended once it is active."
@@ -273,12 +267,13 @@ SHELL_EXPIRED = "Its validity period ended."
 
 
 def _is_overdue_shell(action_request: ActionRequest, now: datetime) -> bool:
+    """A remote shell session past its validity period that nobody has marked ended yet."""
     return (
-        action_request.action.key == START_REMOTE_SHELL
+        action_request.is_remote_shell
         and action_request.status == RequestStatus.SUCCESSFUL
         and action_request.ended_at is None
         and action_request.active_until is not None
-        and action_request.active_until <= now
+        and not action_request.shell_is_active(now)
     )
 
 
