@@ -42,7 +42,7 @@ test: lint migrations-check
 # Figures at scale in bench-results.json, on a database of its own (see the README's
 # Performance section); BENCH_ARGS=--quick for a tenth of the data, as in CI.
 bench: $(VENV)/.installed
-	SECRET_KEY=insecure-key-for-the-benchmark $(PY) manage.py bench $(BENCH_ARGS)
+	SECRET_KEY=insecure-key-for-the-benchmark $(PY) -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache

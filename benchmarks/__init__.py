@@ -1,4 +1,6 @@
-"""The benchmark behind `make bench` (`python manage.py bench [--quick] [--keep]`).
+"""The benchmark behind `make bench` (`python -m benchmarks [--quick] [--keep]`).
+
+Not a Django app and imported by nothing: `__main__` sets Django up, then runs `command`.
 
 `data` seeds a database of its own, `figures` measures it, `report` turns the figures into a
 table and `bench-results.json`, `processes` starts and always stops the processes it needs

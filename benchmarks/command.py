@@ -1,4 +1,5 @@
-"""`make bench`: the portal's figures at scale, beside the Django admin's, in bench-results.json.
+"""`make bench` (`python -m benchmarks`): the portal's figures at scale, beside the Django
+admin's, in bench-results.json.
 
 On the PostgreSQL server of DATABASE_URL (default postgres://postgres@127.0.0.1:5432/) it
 creates the database `responseportal_bench`, runs the benchmark in a child process connected
@@ -7,7 +8,6 @@ drops the database (unless --keep). The execution figures use Redis at BENCH_RED
 (default redis://127.0.0.1:6379/14), on a queue of this run's own, deleted at the end.
 """
 
-import argparse
 import contextlib
 import json
 import os
@@ -23,7 +23,6 @@ import dj_database_url
 import psycopg2
 import redis
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
 from django.test.utils import override_settings
 
 from benchmarks import data, figures, processes, report, static_settings
@@ -36,127 +35,113 @@ RESULTS = "bench-results.json"
 STOP_GRACE = 60
 
 
-class Command(BaseCommand):
-    help = (
-        "Seed a database of its own with a million audit events and ten thousand pending "
-        "requests, measure the portal's pages beside the Django admin's, the export, audit "
-        "appends and verification, execution through Celery and the queue under gunicorn; "
-        f"print the figures and write them to {RESULTS}."
+class BenchmarkError(Exception):
+    """Why the benchmark cannot run, or did not measure everything: `__main__` prints it."""
+
+
+def run(*, quick: bool = False, keep: bool = False) -> None:
+    """Create the database, run the benchmark in a child process, print and write the figures."""
+    # Told to stop, unwind: every `finally` stops the processes this one started, and
+    # the database is dropped.
+    signal.signal(signal.SIGTERM, _exit)
+    started, load = time.monotonic(), os.getloadavg()[0]
+    server = _server(os.environ.get("DATABASE_URL") or DEFAULT_SERVER)
+    redis_url = os.environ.get("BENCH_REDIS_URL") or DEFAULT_REDIS
+    queue = f"response-portal-bench-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    with contextlib.closing(_connect(server)) as maintenance:
+        _check_redis(redis_url)
+        with maintenance.cursor() as cursor:
+            cursor.execute("SHOW server_version")
+            version = cursor.fetchone()[0]
+        _drop(maintenance)
+        with maintenance.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE {DATABASE}")
+        try:
+            found = _inner(_database_url(server), redis_url, queue, quick)
+        finally:
+            _forget_queue(redis_url, queue)
+            if keep:
+                print(f"Kept the database: {_database_url(server)}")
+            else:
+                _drop(maintenance)
+
+    results = {
+        "mode": "quick" if quick else "full",
+        "duration_s": round(time.monotonic() - started, 1),
+        "machine": report.machine(version, load),
+        **found,
+    }
+    results["targets"] = report.checks(results)
+    machine = results["machine"]
+    print(
+        f"\nResponse Portal benchmark ({results['mode']}, {results['duration_s']:g} s) on "
+        f"{machine['cores']} cores, {machine['memory_gib']} GiB, "
+        f"PostgreSQL {machine['postgresql']}:\n"
     )
-
-    def add_arguments(self, parser):
-        parser.add_argument(
-            "--quick",
-            action="store_true",
-            help="a tenth of the data and a 5 s load test: under 2 minutes, for CI",
+    print(report.table(report.HEADERS, report.rows(results)))
+    if load > machine["cores"] / 2:
+        print(
+            f"\nThe machine was busy when the benchmark started (load average {load:.1f} "
+            f"on {machine['cores']} cores): its figures may be lower than on a quiet machine."
         )
-        parser.add_argument(
-            "--keep", action="store_true", help=f"keep the database {DATABASE} afterwards"
-        )
-        # The benchmark's own processes: the run itself, the export probe, the writers.
-        parser.add_argument("--role", choices=["inner", "export", "writer"], help=argparse.SUPPRESS)
-        parser.add_argument("--spec", default="{}", help=argparse.SUPPRESS)
+    path = Path(settings.BASE_DIR) / RESULTS
+    report.write_json(path, results)
+    print(f"\nWrote {path}.")
+    failed = [name for name in report.FIGURES if "error" in results.get(name, {"error": 1})]
+    if failed:
+        raise BenchmarkError(f"Not measured, see the errors above: {', '.join(failed)}.")
 
-    def handle(self, *args, quick=False, keep=False, role=None, spec="{}", **options):
-        # Told to stop, unwind: every `finally` stops the processes this one started, and
-        # the database is dropped.
-        signal.signal(signal.SIGTERM, _exit)
-        if role is not None:
-            return self._role(role, json.loads(spec))
-        started, load = time.monotonic(), os.getloadavg()[0]
-        server = _server(os.environ.get("DATABASE_URL") or DEFAULT_SERVER)
-        redis_url = os.environ.get("BENCH_REDIS_URL") or DEFAULT_REDIS
-        queue = f"response-portal-bench-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        with contextlib.closing(_connect(server)) as maintenance:
-            _check_redis(redis_url)
-            with maintenance.cursor() as cursor:
-                cursor.execute("SHOW server_version")
-                version = cursor.fetchone()[0]
-            _drop(maintenance)
-            with maintenance.cursor() as cursor:
-                cursor.execute(f"CREATE DATABASE {DATABASE}")
-            try:
-                found = self._run(_database_url(server), redis_url, queue, quick)
-            finally:
-                _forget_queue(redis_url, queue)
-                if keep:
-                    self.stdout.write(f"Kept the database: {_database_url(server)}")
-                else:
-                    _drop(maintenance)
 
-        results = {
-            "mode": "quick" if quick else "full",
-            "duration_s": round(time.monotonic() - started, 1),
-            "machine": report.machine(version, load),
-            **found,
-        }
-        results["targets"] = report.checks(results)
-        machine = results["machine"]
-        self.stdout.write(
-            f"\nResponse Portal benchmark ({results['mode']}, {results['duration_s']:g} s) on "
-            f"{machine['cores']} cores, {machine['memory_gib']} GiB, "
-            f"PostgreSQL {machine['postgresql']}:\n"
+def run_role(role: str, spec: dict) -> None:
+    """One of the benchmark's own processes: the run itself, the export probe or a writer."""
+    signal.signal(signal.SIGTERM, _exit)
+    if role == "inner":
+        figures.run(data.QUICK if spec["quick"] else data.FULL, Path(spec["results"]))
+        return
+    with override_settings(**static_settings(settings.STORAGES)):
+        probe = {"export": figures.export_probe, "writer": figures.append_writer}[role]
+        found = probe(spec)
+    print(json.dumps(found), flush=True)
+
+
+def _inner(database_url: str, redis_url: str, queue: str, quick: bool) -> dict:
+    """The benchmark in a child process whose settings point at the new database."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "insecure-key-for-the-benchmark",
+        "DEBUG": "false",
+        "ALLOWED_HOSTS": "testserver,127.0.0.1,localhost",
+        # Pages are requested as HTTPS from a TLS-terminating proxy, as in production.
+        "BEHIND_TLS_PROXY": "true",
+        "CELERY_BROKER_URL": redis_url,
+        "CELERY_TASK_DEFAULT_QUEUE": queue,
+        "RESPONSE_EXECUTOR": "simulated",
+        "SIMULATED_EXECUTOR_DELAY": "0",
+        "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+        # There is no collectstatic folder (see STATIC_WITHOUT_MANIFEST), as in the tests.
+        "PYTHONWARNINGS": "ignore:No directory at:UserWarning",
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-") as folder:
+        results = Path(folder) / "results.json"
+        spec = json.dumps({"quick": quick, "results": str(results)})
+        inner = subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
+            processes.benchmark("--role", "inner", "--spec", spec),
+            cwd=processes.ROOT,
+            env=env,
+            start_new_session=True,
         )
-        self.stdout.write(report.table(report.HEADERS, report.rows(results)))
-        if load > machine["cores"] / 2:
-            self.stdout.write(
-                f"\nThe machine was busy when the benchmark started (load average {load:.1f} "
-                f"on {machine['cores']} cores): its figures may be lower than on a quiet machine."
+        try:
+            status = inner.wait()
+        finally:
+            _stop(inner)
+        if status != 0 or not results.exists():
+            raise BenchmarkError(
+                f"The benchmark failed (exit status {status}); its output is above."
             )
-        path = Path(settings.BASE_DIR) / RESULTS
-        report.write_json(path, results)
-        self.stdout.write(f"\nWrote {path}.")
-        failed = [name for name in report.FIGURES if "error" in results.get(name, {"error": 1})]
-        if failed:
-            raise CommandError(f"Not measured, see the errors above: {', '.join(failed)}.")
-
-    def _run(self, database_url: str, redis_url: str, queue: str, quick: bool) -> dict:
-        """The benchmark in a child process whose settings point at the new database."""
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "SECRET_KEY": "insecure-key-for-the-benchmark",
-            "DEBUG": "false",
-            "ALLOWED_HOSTS": "testserver,127.0.0.1,localhost",
-            # Pages are requested as HTTPS from a TLS-terminating proxy, as in production.
-            "BEHIND_TLS_PROXY": "true",
-            "CELERY_BROKER_URL": redis_url,
-            "CELERY_TASK_DEFAULT_QUEUE": queue,
-            "RESPONSE_EXECUTOR": "simulated",
-            "SIMULATED_EXECUTOR_DELAY": "0",
-            "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
-            "LOG_LEVEL": "WARNING",
-            "PYTHONUNBUFFERED": "1",
-            # There is no collectstatic folder (see STATIC_WITHOUT_MANIFEST), as in the tests.
-            "PYTHONWARNINGS": "ignore:No directory at:UserWarning",
-        }
-        with tempfile.TemporaryDirectory(prefix="bench-") as folder:
-            results = Path(folder) / "results.json"
-            spec = json.dumps({"quick": quick, "results": str(results)})
-            inner = subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
-                processes.manage("bench", "--role", "inner", "--spec", spec),
-                cwd=processes.ROOT,
-                env=env,
-                start_new_session=True,
-            )
-            try:
-                status = inner.wait()
-            finally:
-                _stop(inner)
-            if status != 0 or not results.exists():
-                raise CommandError(
-                    f"The benchmark failed (exit status {status}); its output is above."
-                )
-            return json.loads(results.read_text())
-
-    def _role(self, role: str, spec: dict) -> None:
-        if role == "inner":
-            figures.run(data.QUICK if spec["quick"] else data.FULL, Path(spec["results"]))
-            return
-        with override_settings(**static_settings(settings.STORAGES)):
-            probe = {"export": figures.export_probe, "writer": figures.append_writer}[role]
-            found = probe(spec)
-        self.stdout.write(json.dumps(found))
+        return json.loads(results.read_text())
 
 
 def _exit(signum, frame):
@@ -179,7 +164,7 @@ def _stop(process: subprocess.Popen) -> None:
 def _server(url: str) -> dict:
     found = dj_database_url.parse(url)
     if "postgresql" not in found["ENGINE"]:
-        raise CommandError(
+        raise BenchmarkError(
             f"The benchmark runs on PostgreSQL, and DATABASE_URL={url} is not a postgres:// "
             f"URL. Set it to a server where you may create databases, e.g. {DEFAULT_SERVER}"
         )
@@ -208,7 +193,7 @@ def _connect(server: dict):
         )
     except psycopg2.Error as error:
         reason = " ".join(str(error).split())
-        raise CommandError(
+        raise BenchmarkError(
             f"PostgreSQL at {host}:{port} does not answer ({reason}). Start it, "
             f"or set DATABASE_URL to a server where you may create databases, "
             f"e.g. {DEFAULT_SERVER}"
@@ -225,7 +210,7 @@ def _drop(connection) -> None:
 
 def _check_redis(url: str) -> None:
     if urlsplit(url).path.strip("/") in {"", "0"}:
-        raise CommandError(
+        raise BenchmarkError(
             f"BENCH_REDIS_URL={url} names Redis database 0, where applications keep their "
             f"data: give the benchmark a database of its own, e.g. {DEFAULT_REDIS}"
         )
@@ -233,7 +218,7 @@ def _check_redis(url: str) -> None:
     try:
         client.ping()
     except redis.exceptions.RedisError as error:
-        raise CommandError(
+        raise BenchmarkError(
             f"Redis at {url} does not answer ({error}). The execution figures need it, with "
             "a real Celery worker: start redis-server, or set BENCH_REDIS_URL."
         ) from None

@@ -38,7 +38,7 @@ from approvals.models import (
     RequestTarget,
     default_auto_approved_actions,
 )
-from audit.chain import chain_of, hash_values, json_data, lock_head
+from audit.chain import append, chain_of, json_data
 from audit.context import AuditContext
 from audit.management.commands.seed_audit_events import ADDRESSES, AGENTS
 from audit.models import AuditEvent, Source
@@ -176,22 +176,18 @@ def bulk_pending_requests(
 ) -> list[ActionRequest]:
     """Pending requests exactly as `services.submit_request` writes them, a batch at a time.
 
-    Each batch is one transaction holding the chain's head, like `record`: the requests,
-    their targets and their `request.submitted` events, hashed and linked. What the service
+    Each batch is one transaction: the requests, their targets and their `request.submitted`
+    events, appended to the chain by `audit.chain.append` as `record` does. What the service
     does besides writing rows (the e-mail to the admins) is left out.
     """
     action = ResponseAction.objects.get(key=ACTION)
     settings = ApprovalSettings.for_organization(organization)
     role = Membership.objects.get(user=operator, organization=organization).role
-    chain = chain_of(organization)
     made = []
     for start in range(0, len(many), batch_size):
         batch = many[start : start + batch_size]
         with transaction.atomic():
-            head = lock_head(chain)
             moment = timezone.now()
-            if head.last_timestamp is not None and moment <= head.last_timestamp:
-                moment = head.last_timestamp + timedelta(microseconds=1)
             requests = []
             for n, spec in enumerate(batch):
                 decision = decide(action, settings, spec.endpoints)
@@ -220,39 +216,34 @@ def bulk_pending_requests(
                 for request, spec in zip(requests, batch, strict=True)
                 for position, target in enumerate(spec.targets)
             )
-            events = []
-            for request, spec in zip(requests, batch, strict=True):
-                values = {
-                    "chain": chain,
-                    "sequence": head.last_sequence + 1,
-                    "timestamp": request.submitted_at,
-                    "organization_id": organization.pk,
-                    "actor_id": operator.pk,
-                    "actor_username": operator.get_username(),
-                    "role": role,
-                    "verb": "request.submitted",
-                    "request_id": request.pk,
-                    "action_key": action.key,
-                    "data": json_data(
-                        {
-                            "approval_mode": request.approval_mode,
-                            "status": request.status,
-                            "parameters": spec.parameters,
-                            "targets": list(spec.endpoints),
-                            "out_of_scope": [],
-                        }
-                    ),
-                    "source": WEB.source,
-                    "ip_address": normalized_ip(WEB.ip_address),
-                    "user_agent": WEB.user_agent,
-                    "prev_hash": head.last_hash,
-                }
-                values["hash"] = hash_values(values)
-                events.append(AuditEvent(**values))
-                head.last_sequence, head.last_hash = values["sequence"], values["hash"]
-                head.last_timestamp = values["timestamp"]
-            AuditEvent.objects.bulk_create(events)
-            head.save(update_fields=["last_sequence", "last_hash", "last_timestamp"])
+            append(
+                organization,
+                [
+                    AuditEvent(
+                        organization=organization,
+                        timestamp=request.submitted_at,
+                        actor=operator,
+                        actor_username=operator.get_username(),
+                        role=role,
+                        verb="request.submitted",
+                        request=request,
+                        action_key=action.key,
+                        data=json_data(
+                            {
+                                "approval_mode": request.approval_mode,
+                                "status": request.status,
+                                "parameters": spec.parameters,
+                                "targets": list(spec.endpoints),
+                                "out_of_scope": [],
+                            }
+                        ),
+                        source=WEB.source,
+                        ip_address=normalized_ip(WEB.ip_address),
+                        user_agent=WEB.user_agent,
+                    )
+                    for request, spec in zip(requests, batch, strict=True)
+                ],
+            )
         made.extend(requests)
     return made
 

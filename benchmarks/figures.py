@@ -29,8 +29,7 @@ from django.test.utils import CaptureQueriesContext, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from approvals.execution.steps import FINISHED
-from approvals.models import ActionRequest, ApprovalMode, RequestStatus
+from approvals.models import FINISHED, ActionRequest, ApprovalMode, RequestStatus
 from audit.admin import AuditEventAdmin
 from audit.chain import chain_of, record, verify_chain
 from audit.models import AuditChainHead
@@ -86,7 +85,7 @@ def page_urls(scene: Scene, plan: Plan) -> dict[str, str]:
     log_url = reverse("audit_log", args=[slug])
     # The admin's change list of the same events: this organization's, newest first; its
     # page at the same depth is an OFFSET of `depth` rows.
-    admin_events = reverse("admin:approvals_auditevent_changelist")
+    admin_events = reverse("admin:audit_auditevent_changelist")
     admin_events += f"?organization__id__exact={pk}"
     deep_page = plan.depth // AuditEventAdmin.list_per_page + 1
     admin_requests = reverse("admin:approvals_actionrequest_changelist")
@@ -140,8 +139,8 @@ def query_counts(scene: Scene, plan: Plan) -> dict:
 
 
 def _role(stack: ExitStack, role: str, spec: dict) -> processes.Child:
-    """`manage.py bench --role ROLE`: a helper process that answers with one line of JSON."""
-    argv = processes.manage("bench", "--role", role, "--spec", json.dumps(spec))
+    """`python -m benchmarks --role ROLE`: a helper process that answers with one line of JSON."""
+    argv = processes.benchmark("--role", role, "--spec", json.dumps(spec))
     return processes.start(stack, role, argv, pipes=True)
 
 

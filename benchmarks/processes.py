@@ -15,8 +15,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 MANAGE = ROOT / "manage.py"
+
+
+def benchmark(*args: str) -> list[str]:
+    """The command line of `python -m benchmarks ARGS` in this virtual environment."""
+    return [sys.executable, "-m", "benchmarks", *args]
 
 
 def manage(*args: str) -> list[str]:

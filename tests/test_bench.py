@@ -1,9 +1,12 @@
 """The benchmark's arithmetic and reporting on small inputs; `make bench` itself is not run here."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.conf import settings
 
 from benchmarks import report
 
@@ -134,13 +137,28 @@ def test_the_json_file_holds_the_figures_and_nothing_is_left_behind(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["bench-results.json"]
 
 
-def test_it_refuses_a_database_that_is_not_postgresql(monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", "sqlite:///bench.sqlite3")
-    with pytest.raises(CommandError, match="runs on PostgreSQL"):
-        call_command("bench", "--quick")
+def bench(database_url: str) -> subprocess.CompletedProcess:
+    """`python -m benchmarks --quick`, as `make bench` runs it, against `database_url`."""
+    return subprocess.run(  # noqa: S603 (our own interpreter and arguments)
+        [sys.executable, "-m", "benchmarks", "--quick"],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "DATABASE_URL": database_url, "SECRET_KEY": "bench-test"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
-def test_it_names_the_postgresql_server_that_does_not_answer(monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", "postgres://postgres@127.0.0.1:1/")
-    with pytest.raises(CommandError, match=r"PostgreSQL at 127\.0\.0\.1:1 does not answer"):
-        call_command("bench", "--quick")
+def test_it_refuses_a_database_that_is_not_postgresql():
+    run = bench("sqlite:///bench.sqlite3")
+    assert run.returncode == 1
+    assert "The benchmark runs on PostgreSQL" in run.stderr
+    assert "DATABASE_URL=sqlite:///bench.sqlite3 is not a postgres:// URL" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_it_names_the_postgresql_server_that_does_not_answer():
+    run = bench("postgres://postgres@127.0.0.1:1/")
+    assert run.returncode == 1
+    assert "PostgreSQL at 127.0.0.1:1 does not answer" in run.stderr
+    assert "Traceback" not in run.stderr
