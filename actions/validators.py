@@ -20,11 +20,13 @@ from typing import TypeVar
 import sqlglot
 import yara_x
 from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
 from django.core.validators import EmailValidator, URLValidator
 from sqlglot import exp
 
 MAX_TARGETS = 100
-MAX_RULE_FILE_BYTES = 1_048_576
+# Every uploaded file (YARA rules, scripts, scope CSV) is text under 1 MB.
+MAX_UPLOAD_BYTES = 1_048_576
 MAX_QUERY_LENGTH = 10_000
 MAX_PATH_LENGTH = 4096
 MAX_LISTED_ERRORS = 10
@@ -82,8 +84,42 @@ def _invalid(value: str, what: str, expected: str) -> ValidationError:
     return ValidationError(f"`{shown(value)}` is not {what}: expected {expected}.", code="invalid")
 
 
-def _has_control_characters(value: str) -> bool:
+def has_control_characters(value: str) -> bool:
+    """Whether `value` holds a control character (line breaks, tabs and NUL among them) or a
+    lone surrogate: neither belongs in a one-line value, and no database text stores the last."""
     return any(unicodedata.category(c) in ("Cc", "Cs") for c in value)
+
+
+def read_text(upload: UploadedFile | bytes, *, what: str, expected: str) -> str:
+    """The text of an uploaded file (or of its bytes): every upload is read through here.
+
+    Refused with a message that starts with `what` ("The script") and ends with `expected`
+    ("a script saved as UTF-8"): a file of MAX_UPLOAD_BYTES or more (an upload is refused by
+    its size, before it is read), bytes that are not UTF-8, and NUL bytes (a binary file, or
+    UTF-16, which reads as UTF-8 with a NUL after every character; no database text holds
+    them). A UTF-8 byte-order mark is dropped.
+    """
+    size = len(upload) if isinstance(upload, bytes) else upload.size
+    if size >= MAX_UPLOAD_BYTES:
+        raise ValidationError(
+            f"{what} is {size:,} bytes: expected a file under 1 MB ({MAX_UPLOAD_BYTES:,} bytes).",
+            code="max_size",
+        )
+    data = upload if isinstance(upload, bytes) else upload.read()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ValidationError(
+            f"{what} is not UTF-8 text (invalid byte at offset {error.start}): expected "
+            f"{expected}.",
+            code="encoding",
+        ) from None
+    if "\x00" in text:
+        raise ValidationError(
+            f"{what} holds NUL bytes, so it is binary or UTF-16: expected {expected}.",
+            code="binary",
+        )
+    return text
 
 
 def _numbered_lines(text: str) -> list[tuple[int, str]]:
@@ -131,11 +167,6 @@ def _validate_list(
     if errors:
         raise ValidationError(errors, code="invalid")
     return list(values)
-
-
-def split_lines(text: str) -> list[str]:
-    """Non-empty stripped lines, without repeats, in their first order."""
-    return list(dict.fromkeys(line for _, line in _numbered_lines(text)))
 
 
 def _hostname(value: str) -> str | None:
@@ -252,7 +283,7 @@ def validate_url(value: str) -> str:
     value = value.strip()
     expected = "an http:// or https:// address such as https://example.com/page"
     # URLValidator lets NUL and other control characters through in the path.
-    if _has_control_characters(value):
+    if has_control_characters(value):
         raise _invalid(value, "a URL", expected)
     try:
         _URL_VALIDATOR(value)
@@ -447,7 +478,7 @@ def validate_absolute_path(value: str) -> str:
             f"The path is {len(value):,} characters long: expected at most {MAX_PATH_LENGTH:,}.",
             code="max_length",
         )
-    if _has_control_characters(value):
+    if has_control_characters(value):
         raise _invalid(value, "a path", f"{_PATH_EXPECTED}, without control characters")
     # Windows trims trailing spaces from segments, so `.. ` climbs like `..`.
     if any(segment.strip(" ") == ".." for segment in re.split(r"[\\/]", value)):
@@ -476,7 +507,7 @@ def validate_process(value: str) -> str | int:
         or value in (".", "..")
         or "/" in value
         or "\\" in value
-        or _has_control_characters(value)
+        or has_control_characters(value)
     ):
         raise _invalid(
             value,
@@ -568,22 +599,9 @@ def _compile_error_messages(compiler: yara_x.Compiler, error: yara_x.CompileErro
     return messages or [f"The YARA rules do not compile: {error}"]
 
 
-def validate_yara_rules(data: bytes) -> str:
+def validate_yara_rules(data: UploadedFile | bytes) -> str:
     """The source of a YARA rule file under 1 MB that compiles."""
-    if len(data) >= MAX_RULE_FILE_BYTES:
-        raise ValidationError(
-            f"The rule file is {len(data):,} bytes: expected a file under 1 MB "
-            f"({MAX_RULE_FILE_BYTES:,} bytes).",
-            code="max_size",
-        )
-    try:
-        source = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise ValidationError(
-            f"The rule file is not UTF-8 text (invalid byte at offset {error.start}): "
-            "expected YARA rules as UTF-8 text.",
-            code="invalid",
-        ) from None
+    source = read_text(data, what="The rule file", expected="YARA rules as UTF-8 text")
     if not source.strip():
         raise ValidationError("The rule file is empty: expected YARA rules.", code="required")
     # An `include` would read files from the portal's own disk and echo them in errors.

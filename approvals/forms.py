@@ -9,7 +9,6 @@ valid, hands `parameters()`, `targets()`, `endpoints()` and `summary()` to `subm
 import copy
 import hashlib
 import re
-import unicodedata
 import uuid
 from collections.abc import Callable
 from typing import ClassVar
@@ -43,10 +42,6 @@ EVIDENCE_TYPES = (
 )
 
 _DETECTION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-def _has_control_characters(value: str) -> bool:
-    return any(unicodedata.category(c) == "Cc" for c in value)
 
 
 def _printable(value: str, what: str) -> str:
@@ -382,7 +377,10 @@ class TerminateProcessForm(ActionForm):
     def clean_file_name(self) -> str:
         name = self.cleaned_data["file_name"]
         if name and (
-            "/" in name or "\\" in name or name in (".", "..") or _has_control_characters(name)
+            "/" in name
+            or "\\" in name
+            or name in (".", "..")
+            or validators.has_control_characters(name)
         ):
             raise ValidationError(
                 f"`{shown(name)}` is not a file name: expected a name without a folder, "
@@ -466,7 +464,7 @@ class RunCustomScriptForm(ActionForm):
 
     def clean_parameters(self) -> str:
         arguments = self.cleaned_data["parameters"]
-        if _has_control_characters(arguments):
+        if validators.has_control_characters(arguments):
             raise ValidationError(
                 "The parameters hold a line break or another control character: expected "
                 "the script's arguments on one line.",
@@ -494,15 +492,9 @@ class RunYaraRulesForm(ActionForm):
 
     def clean_rule_file(self) -> dict:
         upload = self.cleaned_data["rule_file"]
-        # The size is known before reading: a huge upload is refused without loading it.
-        if upload.size >= validators.MAX_RULE_FILE_BYTES:
-            raise ValidationError(
-                f"The rule file is {upload.size:,} bytes: expected a file under 1 MB "
-                f"({validators.MAX_RULE_FILE_BYTES:,} bytes).",
-                code="max_size",
-            )
+        source = validators.validate_yara_rules(upload)
+        upload.seek(0)
         data = upload.read()
-        source = validators.validate_yara_rules(data)
         return {
             "name": upload.name,
             "sha256": hashlib.sha256(data).hexdigest(),

@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
+from actions.validators import read_text
 from audit.context import AuditContext
 from responseportal.access import get_membership
 from responseportal.models import Role
@@ -21,7 +22,6 @@ from . import services
 from .models import Script, ScriptLanguage
 from .transitions import TransitionRefused
 
-MAX_SCRIPT_BYTES = 1_048_576
 LANGUAGES_BY_EXTENSION = {".ps1": ScriptLanguage.POWERSHELL, ".sh": ScriptLanguage.BASH}
 PREVIEW_LINES = 10
 PREVIEW_CHARACTERS = 2_000
@@ -68,27 +68,7 @@ class ScriptUploadForm(forms.Form):
                 "(PowerShell) or .sh (Bash) file.",
                 code="extension",
             )
-        # The size is known before reading: a huge upload is refused without loading it.
-        if upload.size >= MAX_SCRIPT_BYTES:
-            raise ValidationError(
-                f"The script is {upload.size:,} bytes: expected a file under 1 MB "
-                f"({MAX_SCRIPT_BYTES:,} bytes).",
-                code="max_size",
-            )
-        data = upload.read()
-        if b"\x00" in data:
-            raise ValidationError(
-                "The file holds NUL bytes, so it is binary: expected a text script.",
-                code="binary",
-            )
-        try:
-            content = data.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise ValidationError(
-                f"The file is not UTF-8 text (invalid byte at offset {error.start}): "
-                "expected a script saved as UTF-8.",
-                code="encoding",
-            ) from None
+        content = read_text(upload, what="The script", expected="a text script saved as UTF-8")
         if not content.strip():
             raise ValidationError("The script is empty: expected its code.", code="empty")
         return ScriptFile(file_name=upload.name, language=language, content=content)

@@ -8,25 +8,23 @@ from collections.abc import Iterator, Sequence
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
 from django.core.validators import EmailValidator
 
 from actions.models import Category, ResponseAction
-from actions.validators import MAX_LISTED_ERRORS, shown, validate_endpoint
+from actions.validators import MAX_LISTED_ERRORS, read_text, shown, validate_endpoint
 
 from .models import ApprovalSettings, ScopeMode
 from .notifications import validate_webhook_url
 from .services import SCOPE_LISTS, SETTINGS_FIELDS, settings_problem
 
-MAX_CSV_BYTES = 1_048_576
 MAX_SCOPE_ENDPOINTS = 10_000
 MAX_NOTIFY_EMAILS = 20
 CSV_HEADERS = frozenset({"hostname", "endpoint", "ip", "host"})
 # Lists up to this long are shown at once; longer ones behind a <details> summary.
 SHOWN_ENDPOINTS = 20
 
-NOT_UTF8 = (
-    "The file is not UTF-8 text: save it from your spreadsheet as “CSV UTF-8” and import it again."
-)
+CSV_EXPECTED = "a spreadsheet saved as “CSV UTF-8”"
 _SCOPE_ENDPOINT_EXPECTED = (
     "a hostname such as web-01.example.com or an IP address such as 192.0.2.10"
 )
@@ -66,24 +64,13 @@ def _rows(text: str) -> Iterator[tuple[int, list[str]]]:
         start = reader.line_num + 1
 
 
-def parse_endpoint_csv(data: bytes) -> list[str]:
+def parse_endpoint_csv(data: UploadedFile | bytes) -> list[str]:
     """The endpoints of a CSV file, one hostname or IP address per row, canonical and unique.
 
     The file is refused whole (ValidationError) when anything in it is wrong: the message
     names each bad row by its line number.
     """
-    if len(data) >= MAX_CSV_BYTES:
-        raise ValidationError(
-            f"The file is {len(data):,} bytes: expected less than 1 MB ({MAX_CSV_BYTES:,} bytes).",
-            code="too_large",
-        )
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ValidationError(NOT_UTF8, code="not_utf8") from None
-    # UTF-16 text of ASCII characters decodes as UTF-8 with a NUL after every character.
-    if "\x00" in text:
-        raise ValidationError(NOT_UTF8, code="not_utf8")
+    text = read_text(data, what="The file", expected=CSV_EXPECTED)
 
     endpoints: dict[str, None] = {}
     errors: list[str] = []
@@ -320,14 +307,7 @@ class ApprovalSettingsForm(forms.Form):
         upload = self.cleaned_data.get(name)
         if not upload:
             return None
-        # Refused before reading, so a huge upload is never loaded into memory.
-        if upload.size >= MAX_CSV_BYTES:
-            raise ValidationError(
-                f"The file is {upload.size:,} bytes: "
-                f"expected less than 1 MB ({MAX_CSV_BYTES:,} bytes).",
-                code="too_large",
-            )
-        return parse_endpoint_csv(upload.read())
+        return parse_endpoint_csv(upload)
 
     def clean_notify_webhook_url(self) -> str:
         address = self.cleaned_data["notify_webhook_url"].strip()

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from actions.models import CATEGORY_ORDER, Category, ResponseAction
 from audit.context import AuditContext
 from responseportal.access import get_membership
+from responseportal.forms import search_input, select
 from responseportal.models import Role
 
 from . import services
@@ -101,19 +102,16 @@ def _submitted_message(created: ActionRequest) -> str:
     return f"Request submitted and {created.get_approval_mode_display().lower()}."
 
 
-SELECT = forms.Select(attrs={"class": "form-select"})
-
-
 class RequestFilter(forms.Form):
     status = forms.ChoiceField(
-        required=False, choices=[("", "Any status"), *RequestStatus.choices], widget=SELECT
+        required=False, choices=[("", "Any status"), *RequestStatus.choices], widget=select()
     )
-    action = forms.ChoiceField(required=False, widget=SELECT)
+    action = forms.ChoiceField(required=False, widget=select())
     q = forms.CharField(
         required=False,
         max_length=200,
         label="Search",
-        widget=forms.TextInput(attrs={"class": "form-control", "type": "search"}),
+        widget=search_input(),
     )
 
     def __init__(self, *args, **kwargs):
@@ -322,7 +320,7 @@ class QueueFilter(RequestFilter):
     status = forms.ChoiceField(
         required=False,
         choices=[("pending", "Pending approval"), ("decided", "Decided"), ("all", "All")],
-        widget=SELECT,
+        widget=select(),
     )
 
     def apply(self, requests):

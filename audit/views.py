@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET
 
 from actions.models import ResponseAction
 from responseportal.access import get_membership
+from responseportal.forms import search_input, select, text_input
 from responseportal.http import normalized_ip
 from responseportal.models import Membership, Role
 
@@ -42,14 +43,6 @@ AUDIT_ROLES = (Role.ADMIN, Role.AUDITOR)
 DATETIME_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"]
 
 
-def _text(**attrs) -> forms.TextInput:
-    return forms.TextInput(attrs={"class": "form-control", **attrs})
-
-
-def _select() -> forms.Select:
-    return forms.Select(attrs={"class": "form-select"})
-
-
 def _moment(label: str) -> forms.DateTimeField:
     return forms.DateTimeField(
         required=False,
@@ -67,27 +60,27 @@ class AuditFilter(forms.Form):
 
     since = _moment("From")
     until = _moment("To")
-    actor = forms.CharField(required=False, max_length=150, label="Actor", widget=_text())
+    actor = forms.CharField(required=False, max_length=150, label="Actor", widget=text_input())
     actor_match = forms.ChoiceField(
         required=False,
         label="Actor match",
         choices=[("exact", "is exactly"), ("contains", "contains")],
-        widget=_select(),
+        widget=select(),
     )
     verb = forms.ChoiceField(
-        required=False, choices=[("", "Any verb"), *((v, v) for v in VERBS)], widget=_select()
+        required=False, choices=[("", "Any verb"), *((v, v) for v in VERBS)], widget=select()
     )
-    action = forms.ChoiceField(required=False, widget=_select())
+    action = forms.ChoiceField(required=False, widget=select())
     request = forms.UUIDField(
         required=False,
         label="Request ID",
-        widget=_text(placeholder="3f2b9c1e-…"),
+        widget=text_input(placeholder="3f2b9c1e-…"),
         error_messages={"invalid": "Expected a request ID such as 3f2b9c1e-5a7d-4e0f-9c1b-…"},
     )
     source = forms.ChoiceField(
-        required=False, choices=[("", "Any source"), *Source.choices], widget=_select()
+        required=False, choices=[("", "Any source"), *Source.choices], widget=select()
     )
-    q = forms.CharField(required=False, max_length=200, label="Search", widget=_text(type="search"))
+    q = forms.CharField(required=False, max_length=200, label="Search", widget=search_input())
     before = forms.CharField(required=False, widget=forms.HiddenInput)
     after = forms.CharField(required=False, widget=forms.HiddenInput)
 

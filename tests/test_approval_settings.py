@@ -9,8 +9,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from actions.models import Category, ResponseAction
+from actions.validators import MAX_UPLOAD_BYTES as MAX_CSV_BYTES
 from approvals.models import ApprovalSettings, ScopeMode
-from approvals.settings_forms import MAX_CSV_BYTES, NOT_UTF8, parse_endpoint_csv
+from approvals.settings_forms import parse_endpoint_csv
 from audit.models import AuditEvent
 
 from .conftest import client_for
@@ -416,7 +417,10 @@ def test_a_file_that_is_not_utf8_is_refused(admin, acme, content):
     response = client_for(admin).post(
         url(), form_data(acme, scope_exceptions_csv=csv_file(content))
     )
-    assert errors_of(response, "scope_exceptions_csv") == [NOT_UTF8]
+    [error] = errors_of(response, "scope_exceptions_csv")
+    assert error.startswith("The file ")
+    assert error.endswith("expected a spreadsheet saved as “CSV UTF-8”.")
+    assert "not UTF-8 text" in error or "NUL bytes" in error
     assert not ApprovalSettings.objects.filter(organization=acme).exists()
 
 
@@ -426,7 +430,7 @@ def test_a_file_of_1_mb_is_refused(admin, acme):
         url(), form_data(acme, scope_exceptions_csv=csv_file(content))
     )
     [error] = errors_of(response, "scope_exceptions_csv")
-    assert "expected less than 1 MB" in error
+    assert "expected a file under 1 MB" in error
     assert not ApprovalSettings.objects.filter(organization=acme).exists()
 
 
@@ -561,13 +565,16 @@ def test_csv_line_numbers_count_physical_lines():
 
 
 def test_csv_of_1_mb_is_refused_and_just_under_is_read():
-    assert "expected less than 1 MB" in messages_of(b"a" * MAX_CSV_BYTES)[0]
+    assert "expected a file under 1 MB" in messages_of(b"a" * MAX_CSV_BYTES)[0]
     row = b"a.example.com\n"
     assert parse_endpoint_csv(row * ((MAX_CSV_BYTES - 1) // len(row))) == ["a.example.com"]
 
 
 def test_csv_with_nul_bytes_is_not_text():
-    assert messages_of(b"w\x00e\x00b\x00\n\x00") == [NOT_UTF8]
+    assert messages_of(b"w\x00e\x00b\x00\n\x00") == [
+        "The file holds NUL bytes, so it is binary or UTF-16: "
+        "expected a spreadsheet saved as “CSV UTF-8”."
+    ]
 
 
 def test_csv_of_exactly_10000_endpoints_is_accepted():

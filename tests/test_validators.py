@@ -6,7 +6,6 @@ from django.core.exceptions import ValidationError
 from actions import validators
 from actions.validators import (
     MAX_TARGETS,
-    split_lines,
     validate_absolute_path,
     validate_account,
     validate_alert_id,
@@ -82,18 +81,6 @@ def message_of(validator, *args, **kwargs) -> str:
     messages = messages_of(validator, *args, **kwargs)
     assert len(messages) == 1, messages
     return messages[0]
-
-
-# split_lines
-
-
-def test_it_splits_lines_dropping_blanks_and_repeats():
-    text = "  b \r\n\na\n\t\nb\r  c  \n a"
-    assert split_lines(text) == ["b", "a", "c"]
-
-
-def test_it_splits_nothing_from_blank_text():
-    assert split_lines(" \n\n\t\r\n") == []
 
 
 # Endpoints
@@ -984,8 +971,8 @@ def test_it_accepts_yara_rules_with_a_byte_order_mark():
 
 
 def test_it_accepts_a_rule_file_just_under_1_mb():
-    data = HEX_RULE + b"\n" + b"/" * (validators.MAX_RULE_FILE_BYTES - len(HEX_RULE) - 3) + b"\n"
-    assert len(data) == validators.MAX_RULE_FILE_BYTES - 1
+    data = HEX_RULE + b"\n" + b"/" * (validators.MAX_UPLOAD_BYTES - len(HEX_RULE) - 3) + b"\n"
+    assert len(data) == validators.MAX_UPLOAD_BYTES - 1
     assert validate_yara_rules(data) == data.decode()
 
 
@@ -1046,8 +1033,12 @@ def test_it_refuses_a_rule_file_that_is_not_utf8_text(data):
 
 
 def test_it_refuses_a_rule_file_with_nul_bytes():
+    # PostgreSQL text cannot hold NUL: the file is refused before it reaches the compiler.
     message = message_of(validate_yara_rules, b"rule a { condition: true }\x00\x00")
-    assert message.startswith("The YARA rules do not compile: line 1")
+    assert message == (
+        "The rule file holds NUL bytes, so it is binary or UTF-16: "
+        "expected YARA rules as UTF-8 text."
+    )
 
 
 @pytest.mark.parametrize("data", [b"", b"  \n\t\n"])
