@@ -121,21 +121,21 @@ class RequestFilter(forms.Form):
             *ResponseAction.objects.filter(active=True).values_list("key", "name"),
         ]
 
-    def apply(self, requests):
+    def apply(self, action_requests):
         if not self.is_valid():
-            return self.filter_status(requests, "")
+            return self.filter_status(action_requests, "")
         data = self.cleaned_data
-        requests = self.filter_status(requests, data["status"])
+        action_requests = self.filter_status(action_requests, data["status"])
         if data["action"]:
-            requests = requests.filter(action__key=data["action"])
+            action_requests = action_requests.filter(action__key=data["action"])
         if data["q"]:
-            requests = requests.filter(
+            action_requests = action_requests.filter(
                 Q(summary__icontains=data["q"]) | Q(targets__value__icontains=data["q"])
             ).distinct()
-        return requests
+        return action_requests
 
-    def filter_status(self, requests, status: str):
-        return requests.filter(status=status) if status else requests
+    def filter_status(self, action_requests, status: str):
+        return action_requests.filter(status=status) if status else action_requests
 
 
 def _listing(organization):
@@ -163,10 +163,10 @@ def _listing(organization):
     )
 
 
-def _page(request: HttpRequest, requests):
+def _page(request: HttpRequest, action_requests):
     """One page of a listing; each shown request knows how many targets it does not show, and
     whether the signed-in user may select it for a decision."""
-    page = Paginator(requests, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(action_requests, PAGE_SIZE).get_page(request.GET.get("page"))
     for action_request in page.object_list:
         action_request.more_targets = action_request.target_count - len(
             action_request.first_targets
@@ -179,7 +179,9 @@ def _page(request: HttpRequest, requests):
 def request_list(request: HttpRequest, slug: str) -> HttpResponse:
     membership = get_membership(request.user, slug)
     filters = RequestFilter(request.GET or None)
-    requests = filters.apply(_listing(membership.organization)).order_by("-submitted_at", "-id")
+    action_requests = filters.apply(_listing(membership.organization)).order_by(
+        "-submitted_at", "-id"
+    )
     return render(
         request,
         "approvals/request_list.html",
@@ -187,7 +189,7 @@ def request_list(request: HttpRequest, slug: str) -> HttpResponse:
             "membership": membership,
             "organization": membership.organization,
             "filters": filters,
-            "page": _page(request, requests),
+            "page": _page(request, action_requests),
         },
     )
 
@@ -323,16 +325,18 @@ class QueueFilter(RequestFilter):
         widget=select(),
     )
 
-    def apply(self, requests):
-        return super().apply(requests.filter(approval_mode=ApprovalMode.MANUAL))
+    def apply(self, action_requests):
+        return super().apply(action_requests.filter(approval_mode=ApprovalMode.MANUAL))
 
-    def filter_status(self, requests, status: str):
+    def filter_status(self, action_requests, status: str):
         if status == "decided":
-            return requests.exclude(status=RequestStatus.PENDING).order_by("-decided_at", "-id")
+            return action_requests.exclude(status=RequestStatus.PENDING).order_by(
+                "-decided_at", "-id"
+            )
         if status == "all":
-            return requests.order_by("-submitted_at", "-id")
+            return action_requests.order_by("-submitted_at", "-id")
         # Oldest first: the request that has waited longest is decided first.
-        return requests.filter(status=RequestStatus.PENDING).order_by("submitted_at", "id")
+        return action_requests.filter(status=RequestStatus.PENDING).order_by("submitted_at", "id")
 
     def clean_status(self):
         return self.cleaned_data["status"] or "pending"
@@ -347,7 +351,7 @@ def queue(request: HttpRequest, slug: str) -> HttpResponse:
         _decide_many(request, organization)
         return _back(request, request.get_full_path())
     filters = QueueFilter(request.GET or None)
-    requests = filters.apply(_listing(organization))
+    action_requests = filters.apply(_listing(organization))
     return render(
         request,
         "approvals/queue.html",
@@ -355,7 +359,7 @@ def queue(request: HttpRequest, slug: str) -> HttpResponse:
             "membership": membership,
             "organization": organization,
             "filters": filters,
-            "page": _page(request, requests),
+            "page": _page(request, action_requests),
         },
     )
 

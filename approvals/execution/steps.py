@@ -202,7 +202,7 @@ def finish_execution(
         return action_request
 
 
-def _why_not_active(action_request: ActionRequest, now: datetime) -> str | None:
+def _why_not_active(action_request: ActionRequest) -> str | None:
     """None if `action_request` is a remote shell session in force; otherwise why it is not."""
     name, status = action_request.action.name, action_request.get_status_display()
     if not action_request.is_remote_shell:
@@ -239,7 +239,7 @@ def end_remote_shell(
         )
         if _is_overdue_shell(action_request, now):
             _expire_shell(action_request)
-        refusal = _why_not_active(action_request, now)
+        refusal = _why_not_active(action_request)
         if refusal is None:
             action_request.ended_at = now
             action_request.ended_by = actor
