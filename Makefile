@@ -32,6 +32,7 @@ beat: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 migrations-check: $(VENV)/.installed
 	SECRET_KEY=migrations-check $(PY) manage.py makemigrations --check --dry-run

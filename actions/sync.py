@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 
 from .catalog import ACTIONS
+from .models import ResponseAction
 
 
 @dataclass
@@ -24,7 +25,7 @@ def sync_catalog(model=None) -> SyncResult:
     `model` is the historical model when called from a data migration.
     """
     if model is None:
-        from .models import ResponseAction as model
+        model = ResponseAction
     known = {f.name for f in model._meta.get_fields()}
     result = SyncResult()
     with transaction.atomic():
