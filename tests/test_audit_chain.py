@@ -46,6 +46,12 @@ def test_each_event_links_to_the_one_before_it(acme, admin):
     assert (head.last_sequence, head.last_hash) == (3, events[2].hash)
 
 
+def documented_hash(fields: dict) -> str:
+    """The hash as the module doc tells an auditor to compute it, written out independently."""
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def test_the_hash_is_sha256_of_the_sorted_compact_utc_serialization(acme, admin):
     moment = datetime(2025, 1, 31, 23, 59, 59, 123456, tzinfo=UTC)
     with mock.patch("django.utils.timezone.now", return_value=moment):
@@ -57,12 +63,63 @@ def test_the_hash_is_sha256_of_the_sorted_compact_utc_serialization(acme, admin)
             data={"b": 1, "a": "é"},
             context=WEB,
         )
-    text = canonical(event).decode()
+    documented = {
+        "chain": f"org:{acme.pk}",
+        "sequence": 1,
+        "timestamp": "2025-01-31T23:59:59.123456Z",
+        "organization_id": acme.pk,
+        "actor_id": admin.pk,
+        "actor_username": "acme-admin",
+        "role": "admin",
+        "verb": "settings.changed",
+        "request_id": None,
+        "action_key": "",
+        "data": {"a": "é", "b": 1},
+        "source": "web",
+        "ip_address": "192.0.2.10",
+        "user_agent": "pytest-browser",
+        "prev_hash": "0" * 64,
+    }
+    text = json.dumps(documented, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert text.startswith(f'{{"action_key":"","actor_id":{admin.pk},"actor_username":"acme-admin"')
-    assert '"data":{"a":"é","b":1}' in text
-    assert '"timestamp":"2025-01-31T23:59:59.123456Z"' in text
-    assert list(json.loads(text)) == sorted(json.loads(text))
-    assert event.hash == hashlib.sha256(text.encode()).hexdigest()
+    assert canonical(event).decode() == text
+    assert event.hash == documented_hash(documented)
+    assert reloaded(event).hash == documented_hash(documented)
+
+
+def test_each_hash_covers_the_hash_of_the_event_before_it(acme, operator):
+    """Replacing an event would change every hash after it: the link is inside the hash."""
+    moment = datetime(2025, 6, 1, 8, 0, 0, 5, tzinfo=ZoneInfo("Europe/Paris"))
+    context = AuditContext(
+        source=Source.EMAIL, ip_address="2001:DB8:0:0:0:0:0:1", user_agent="Mail ü"
+    )
+    with mock.patch("django.utils.timezone.now", return_value=moment):
+        first = record(acme, "settings.changed", actor=operator, data={"n": 2.0}, context=context)
+        second = record(acme, "settings.changed", actor=operator, data={"n": 2.0}, context=context)
+
+    def documented(sequence: int, prev_hash: str) -> dict:
+        return {
+            "chain": f"org:{acme.pk}",
+            "sequence": sequence,
+            "timestamp": "2025-06-01T06:00:00.000005Z",
+            "organization_id": acme.pk,
+            "actor_id": operator.pk,
+            "actor_username": "operator",
+            "role": "",
+            "verb": "settings.changed",
+            "request_id": None,
+            "action_key": "",
+            "data": {"n": 2},
+            "source": "email",
+            "ip_address": "2001:db8::1",
+            "user_agent": "Mail ü",
+            "prev_hash": prev_hash,
+        }
+
+    first_hash = documented_hash(documented(1, GENESIS_HASH))
+    second_hash = documented_hash(documented(2, first_hash))
+    assert (first.hash, second.hash) == (first_hash, second_hash)
+    assert second.prev_hash == first_hash
 
 
 def test_the_hash_survives_a_round_trip_through_the_database(acme, admin):
