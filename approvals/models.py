@@ -171,6 +171,9 @@ class ActionRequest(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     execution_attempts = models.PositiveIntegerField(default=0)
+    # The last sign of life of the worker running it (or, while a retry waits, when the retry
+    # is due): `dispatch_stranded` sends again a request in progress whose heartbeat stopped.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     # A remote shell session: active until then, unless ended early.
     active_until = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
@@ -327,3 +330,44 @@ class ExecutorCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.executor} {self.idempotency_key} {self.outcome}"
+
+
+class Notification(models.Model):
+    """The outbox: one notification about a request, written in the transaction of the change
+    it announces, so that no outage (broker, worker, mail server, webhook) loses it.
+
+    A worker delivers it after commit; `deliver_notifications` (beat, every minute) delivers
+    whatever is still unsent, at least once. Its e-mail and its webhook call are marked sent
+    separately, so a retry repeats only the part that failed.
+    """
+
+    request = models.ForeignKey(
+        ActionRequest, on_delete=models.CASCADE, related_name="notifications"
+    )
+    # One of the kinds in `approvals/notifications.py` (pending, approved, finished, ...).
+    kind = models.CharField(max_length=20)
+    email_due = models.BooleanField(default=True)
+    webhook_due = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    email_sent_at = models.DateTimeField(null=True, blank=True)
+    webhook_sent_at = models.DateTimeField(null=True, blank=True)
+    # Everything due was delivered; None while something is still to send.
+    sent_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    # When the periodic delivery tries it (again); None once it gave up.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            # deliver_notifications: the unsent notifications that are due.
+            models.Index(
+                fields=["next_attempt_at"],
+                name="notification_unsent",
+                condition=models.Q(sent_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} notification of request {self.request_id}"

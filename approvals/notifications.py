@@ -8,6 +8,13 @@
 | `expired` | the requester | nobody decided in time |
 | `finished` | the requester | execution ended, with each target's result |
 
+Every notification goes through an outbox (`Notification`): `schedule` writes it in the
+transaction of the change, a worker delivers it once that commits, and `deliver_due` (beat,
+every minute, and `manage.py deliver_notifications`) delivers whatever is still unsent, with a
+growing wait between attempts. So a broker, worker, mail server or webhook that is down delays
+a notification but loses none: each is delivered at least once. Two workers never deliver the
+same one at once (its row is locked, and a locked row is skipped).
+
 A mail server that fails is logged; it never blocks or undoes the change. Links are plain URLs
 of the request page (`PORTAL_URL` + path) and carry nothing secret: the page asks the reader to
 sign in and shows the request only to members of its organization.
@@ -21,6 +28,7 @@ import logging
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
@@ -29,12 +37,13 @@ from django.core.mail import EmailMessage, get_connection
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
 
 from actions.validators import shown, validate_url
 from responseportal.http import OPENER, SIGNATURE_HEADER, outbound_url_problem, sign
 from responseportal.models import Membership, Role
 
-from .models import ActionRequest, ApprovalSettings
+from .models import ActionRequest, ApprovalSettings, Notification
 
 logger = logging.getLogger(__name__)
 
@@ -66,32 +75,145 @@ KINDS = {
 }
 
 
-def schedule(kind: str, request_id: int) -> None:
-    """Send the `kind` e-mail about the request once the current transaction commits."""
+# The worker that gets a notification right after commit has this long before the periodic
+# delivery takes it as its own; then the waits between attempts double up to an hour.
+FIRST_RETRY_AFTER = timedelta(seconds=30)
+LONGEST_WAIT = timedelta(hours=1)
+# About six hours of attempts; then the notification stays unsent, with its last error.
+MAX_ATTEMPTS = 12
+# How many the periodic delivery takes in one run; the next run takes the rest.
+BATCH = 200
+
+
+def schedule(kind: str, request_id: int) -> Notification | None:
+    """Write the `kind` notification into the outbox, in the current transaction, and hand it
+    to the workers once that commits. None if nobody is to be told (no recipient, no webhook).
+    """
     if kind not in KINDS:
         raise ValueError(f"{kind!r} is not a notification: expected one of {', '.join(KINDS)}.")
-    transaction.on_commit(partial(enqueue, kind, request_id))
+    action_request = ActionRequest.objects.select_related("organization", "requester").get(
+        pk=request_id
+    )
+    email_due = bool(recipients(kind, action_request))
+    webhook_due = bool(
+        ApprovalSettings.for_organization(action_request.organization).notify_webhook_url
+    )
+    if not email_due and not webhook_due:
+        return None
+    now = timezone.now()
+    notification = Notification.objects.create(
+        request=action_request,
+        kind=kind,
+        email_due=email_due,
+        webhook_due=webhook_due,
+        created_at=now,
+        next_attempt_at=now + FIRST_RETRY_AFTER,
+    )
+    transaction.on_commit(partial(enqueue, notification.pk, kind, request_id))
+    return notification
 
 
-def enqueue(kind: str, request_id: int) -> None:
-    """Hand the e-mail (and the webhook call, if any) to the workers; log a failure, carry on."""
+def enqueue(notification_id: int, kind: str, request_id: int) -> None:
+    """Hand the notification to the workers; if the broker is down, log it: it stays in the
+    outbox and the periodic delivery sends it."""
     from .execution import tasks  # a lazy import: the tasks module imports this one
 
     try:
-        tasks.send_notification.delay(kind, request_id)
-        has_webhook = (
-            ApprovalSettings.objects.filter(organization__requests=request_id)
-            .exclude(notify_webhook_url="")
-            .exists()
-        )
-        if has_webhook:
-            tasks.send_webhook_notification.delay(kind, request_id)
+        tasks.deliver_notification.delay(notification_id)
     except Exception:
         logger.exception(
-            "The %s e-mail or webhook notice about request %s could not be queued.",
+            "The %s e-mail or webhook notice about request %s could not be queued; it stays "
+            "in the outbox and the periodic delivery (deliver_notifications) will send it.",
             kind,
             request_id,
         )
+
+
+def wait_after(attempts: int) -> timedelta:
+    """How long the periodic delivery waits after the `attempts`-th failed attempt."""
+    return min(FIRST_RETRY_AFTER * 2 ** max(attempts - 1, 0), LONGEST_WAIT)
+
+
+def deliver(notification_id: int) -> bool:
+    """Deliver the parts of one notification still unsent; True if it is now wholly sent.
+
+    False, doing nothing, if it was already sent or another worker is delivering it now.
+    """
+    with transaction.atomic():
+        notification = (
+            Notification.objects.select_for_update(skip_locked=True)
+            .filter(pk=notification_id, sent_at__isnull=True)
+            .first()
+        )
+        if notification is None:
+            return False
+        _attempt(notification)
+        return notification.sent_at is not None
+
+
+def _attempt(notification: Notification) -> None:
+    kind, request_id = notification.kind, notification.request_id
+    notification.attempts += 1
+    errors = []
+    if notification.email_due and notification.email_sent_at is None:
+        try:
+            with transaction.atomic():  # a database error here spoils only this part
+                send(kind, request_id)
+            notification.email_sent_at = timezone.now()
+        except Exception as error:
+            logger.exception(
+                "The %s e-mail about request %s could not be sent (attempt %s of %s).",
+                kind,
+                request_id,
+                notification.attempts,
+                MAX_ATTEMPTS,
+            )
+            errors.append(f"e-mail: {type(error).__name__}: {error}")
+    if notification.webhook_due and notification.webhook_sent_at is None:
+        try:
+            with transaction.atomic():
+                status = send_webhook(kind, request_id)
+            notification.webhook_sent_at = timezone.now()
+            if status is not None and status >= 400:
+                errors.append(f"webhook: refused with HTTP {status}; not sent again.")
+        except Exception as error:
+            logger.exception(
+                "The %s webhook notice about request %s failed (attempt %s of %s).",
+                kind,
+                request_id,
+                notification.attempts,
+                MAX_ATTEMPTS,
+            )
+            errors.append(f"webhook: {type(error).__name__}: {error}")
+    now = timezone.now()
+    notification.last_error = "\n".join(errors)
+    email_done = not notification.email_due or notification.email_sent_at is not None
+    webhook_done = not notification.webhook_due or notification.webhook_sent_at is not None
+    if email_done and webhook_done:
+        notification.sent_at = now
+        notification.next_attempt_at = None
+    elif notification.attempts >= MAX_ATTEMPTS:
+        notification.next_attempt_at = None
+        logger.error(
+            "Gave up on the %s notification about request %s after %s attempts: %s",
+            kind,
+            request_id,
+            notification.attempts,
+            notification.last_error,
+        )
+    else:
+        notification.next_attempt_at = now + wait_after(notification.attempts)
+    notification.save()
+
+
+def deliver_due(*, now: datetime | None = None, everything: bool = False) -> int:
+    """Deliver the unsent notifications whose next attempt is due (all of them, gave-up ones
+    included, with `everything`); returns how many are now sent."""
+    unsent = Notification.objects.filter(sent_at__isnull=True)
+    if not everything:
+        unsent = unsent.filter(next_attempt_at__lte=now or timezone.now())
+    pks = list(unsent.order_by("next_attempt_at", "pk").values_list("pk", flat=True)[:BATCH])
+    return sum(deliver(pk) for pk in pks)
 
 
 def validate_webhook_url(address: str) -> str:

@@ -5,6 +5,7 @@ DEBUG=true, which gives the embedded default: SQLite in the project folder and C
 run in-process. Production sets SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL and CELERY_BROKER_URL.
 """
 
+import math
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -38,6 +39,19 @@ def env_int(name: str, default: int) -> int:
         return int(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name}={value!r} is not a whole number.") from None
+
+
+def env_float(name: str, default: float) -> float:
+    value = env_str(name)
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not math.isfinite(number):
+        raise ImproperlyConfigured(f"{name}={value!r} is not a number: expected e.g. 10 or 0.5.")
+    return number
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
@@ -263,6 +277,7 @@ CELERY_BEAT_SCHEDULE = {
         ("expire-pending-requests", "expire_requests"),
         ("end-expired-remote-shells", "end_expired_sessions"),
         ("redispatch-stranded-requests", "dispatch_stranded"),
+        ("deliver-notifications", "deliver_notifications"),
     ]
 }
 # Approved or queued this many seconds without running: the message was lost, send it again.
@@ -270,6 +285,18 @@ EXECUTION_REDISPATCH_AFTER = env_int("EXECUTION_REDISPATCH_AFTER", 300)
 # In progress with no activity for this long: its worker and its message were both lost.
 # Longer than one attempt can run (the hard time limit) plus the longest wait between retries.
 EXECUTION_STALLED_AFTER = env_int("EXECUTION_STALLED_AFTER", CELERY_TASK_TIME_LIMIT + 300)
+# A worker running a request marks it alive this often (seconds) ...
+EXECUTION_HEARTBEAT_INTERVAL = env_float("EXECUTION_HEARTBEAT_INTERVAL", 10)
+# ... and a request in progress silent this long has lost its worker: dispatch_stranded
+# (every minute) sends it again, so it resumes at most this plus a minute after the worker died.
+EXECUTION_HEARTBEAT_TIMEOUT = env_float("EXECUTION_HEARTBEAT_TIMEOUT", 60)
+if not 0 < 3 * EXECUTION_HEARTBEAT_INTERVAL <= EXECUTION_HEARTBEAT_TIMEOUT:
+    raise ImproperlyConfigured(
+        f"EXECUTION_HEARTBEAT_INTERVAL={EXECUTION_HEARTBEAT_INTERVAL:g} and "
+        f"EXECUTION_HEARTBEAT_TIMEOUT={EXECUTION_HEARTBEAT_TIMEOUT:g} do not fit: expected a "
+        "positive interval and a timeout of at least three intervals (e.g. 10 and 60), so "
+        "that one late heartbeat never makes a running request look abandoned."
+    )
 
 # Executors run approved requests: "simulated" (demos and tests) or "webhook".
 RESPONSE_EXECUTOR = env_str("RESPONSE_EXECUTOR", "simulated")

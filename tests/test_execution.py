@@ -367,6 +367,7 @@ class TestRedispatch:
         job = execution.start_execution(request.pk)
         self.ago(request, started_at=timezone.now() - timedelta(hours=1))
         execution.finish_target(job.targets[0].id, succeeded=True)
+        self.ago(request, heartbeat_at=None)  # started by a worker without heartbeats
 
         assert execution.redispatch_stranded(idle=timedelta(minutes=15)) == 0
 
@@ -376,7 +377,8 @@ class TestRedispatch:
         request = approved(acme, operator, admin)
         execution.queue_request(request.pk)
         execution.start_execution(request.pk)
-        self.ago(request, started_at=timezone.now() - timedelta(hours=1))
+        # Started by a worker without heartbeats: only the lack of activity tells.
+        self.ago(request, started_at=timezone.now() - timedelta(hours=1), heartbeat_at=None)
 
         # Its last event (execution.started) is recent: the attempt may still be running.
         assert execution.redispatch_stranded(idle=timedelta(minutes=15)) == 0

@@ -125,11 +125,14 @@ def test_a_pending_request_is_posted_as_signed_json(
 
 
 def test_without_a_webhook_nothing_is_posted(
-    receiver, acme, operator, django_capture_on_commit_callbacks
+    receiver, acme, operator, admin, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        submit(acme, operator)
+        request = submit(acme, operator)
     assert callbacks  # the e-mail was scheduled; only the webhook call was not
+    [notification] = request.notifications.all()
+    assert (notification.email_due, notification.webhook_due) == (True, False)
+    assert notification.sent_at is not None
     assert Receiver.calls == []
 
 

@@ -167,7 +167,7 @@ def test_a_broker_that_is_down_never_blocks_a_decision(
         raise ConnectionRefusedError("Error 111 connecting to 127.0.0.1:6379.")
 
     request = submit(acme, operator)
-    monkeypatch.setattr(tasks.send_notification, "delay", down)
+    monkeypatch.setattr(tasks.deliver_notification, "delay", down)
 
     with django_capture_on_commit_callbacks(execute=True):
         services.reject_request(request.pk, actor=admin, reason="No")
@@ -175,6 +175,8 @@ def test_a_broker_that_is_down_never_blocks_a_decision(
     request.refresh_from_db()
     assert request.status == RequestStatus.REJECTED
     assert "The rejected e-mail or webhook notice about request" in caplog.text
+    # It waits in the outbox for the periodic delivery.
+    assert request.notifications.get(kind="rejected").sent_at is None
 
 
 def test_a_requester_without_an_address_gets_nothing(acme, operator, admin):

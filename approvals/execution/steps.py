@@ -101,7 +101,10 @@ def start_execution(request_id: int) -> Job | None:
         if before == RequestStatus.QUEUED:
             action_request.status = RequestStatus.IN_PROGRESS
             action_request.started_at = now
-        action_request.save(update_fields=["status", "started_at", "execution_attempts"])
+        action_request.heartbeat_at = now
+        action_request.save(
+            update_fields=["status", "started_at", "execution_attempts", "heartbeat_at"]
+        )
         action_request.targets.filter(status=TargetStatus.WAITING).update(
             status=TargetStatus.IN_PROGRESS
         )
@@ -132,7 +135,10 @@ def start_execution(request_id: int) -> Job | None:
 
 
 def finish_target(target_id: int, *, succeeded: bool, message: str = "") -> bool:
-    """Record one target's result; False if it already had one (a duplicate delivery)."""
+    """Record one target's result; False if it already had one (a duplicate delivery).
+
+    A result is also a heartbeat of its request.
+    """
     with transaction.atomic():
         target = RequestTarget.objects.select_for_update().get(pk=target_id)
         if target.status not in UNFINISHED_TARGETS:
@@ -141,7 +147,18 @@ def finish_target(target_id: int, *, succeeded: bool, message: str = "") -> bool
         target.message = message
         target.finished_at = timezone.now()
         target.save(update_fields=["status", "message", "finished_at"])
-        return True
+    # After the target's transaction: the request's row is locked only after its targets'
+    # (as `finish_execution` does), never the other way round.
+    beat(target.request_id)
+    return True
+
+
+def beat(request_id: int, *, at: datetime | None = None) -> bool:
+    """Mark a request in progress alive (until `at`, for a retry that waits); False if it is
+    not in progress. One statement, no lock held: safe from the heartbeat's own thread."""
+    alive = at or timezone.now()
+    running = ActionRequest.objects.filter(pk=request_id, status=RequestStatus.IN_PROGRESS)
+    return running.update(heartbeat_at=alive) == 1
 
 
 def outcome(statuses: list[str]) -> RequestStatus:
@@ -320,14 +337,22 @@ def _waiting_since(action_request: ActionRequest) -> datetime | None:
 
 
 def _stranded(
-    action_request: ActionRequest, now: datetime, waited: timedelta, idle: timedelta
+    action_request: ActionRequest,
+    now: datetime,
+    waited: timedelta,
+    idle: timedelta,
+    silent: timedelta,
 ) -> bool:
     since = _waiting_since(action_request)
     if since is None:
         return False
     if action_request.status != RequestStatus.IN_PROGRESS:
         return since <= now - waited
-    # In progress, with no trace of activity for longer than any attempt can take.
+    if action_request.heartbeat_at is not None:
+        # Its worker marks it alive every few seconds: silence means the worker is gone.
+        return action_request.heartbeat_at <= now - silent
+    # Started before heartbeats existed: no trace of activity for longer than any attempt
+    # can take.
     cutoff = now - idle
     return (
         since <= cutoff
@@ -336,16 +361,19 @@ def _stranded(
     )
 
 
-def redispatch_request(request_id: int, *, waited: timedelta, idle: timedelta) -> bool:
+def redispatch_request(
+    request_id: int, *, waited: timedelta, idle: timedelta, silent: timedelta
+) -> bool:
     """Send again a request whose message was lost; False if it is not (or no longer) stranded.
 
     Approved but never queued, or queued, for longer than `waited`; or in progress with no
-    activity for longer than `idle` (its worker and its message were both lost).
+    heartbeat for longer than `silent` (its worker died), or, started without heartbeats,
+    with no activity for longer than `idle`.
     """
     now = timezone.now()
     with transaction.atomic():
         action_request = lock_request(request_id)
-        if not _stranded(action_request, now, waited, idle):
+        if not _stranded(action_request, now, waited, idle, silent):
             return False
         since = _waiting_since(action_request)
         data = {
@@ -360,6 +388,12 @@ def redispatch_request(request_id: int, *, waited: timedelta, idle: timedelta) -
             # The next re-send, if this one is lost too, waits as long again.
             action_request.queued_at = now
             action_request.save(update_fields=["status", "queued_at"])
+        elif action_request.heartbeat_at is not None:
+            data["last_heartbeat"] = action_request.heartbeat_at
+            data["silent_seconds"] = int((now - action_request.heartbeat_at).total_seconds())
+            # Likewise: the re-sent run gets the whole silence allowance to start beating.
+            action_request.heartbeat_at = now
+            action_request.save(update_fields=["heartbeat_at"])
         record(
             action_request.organization,
             "execution.redispatched",
@@ -370,17 +404,28 @@ def redispatch_request(request_id: int, *, waited: timedelta, idle: timedelta) -
         return True
 
 
-def redispatch_stranded(*, waited: timedelta | None = None, idle: timedelta | None = None) -> int:
+def redispatch_stranded(
+    *,
+    waited: timedelta | None = None,
+    idle: timedelta | None = None,
+    silent: timedelta | None = None,
+) -> int:
     """Send again every request stranded by a lost message or a lost worker; returns how many."""
     if waited is None:
         waited = timedelta(seconds=settings.EXECUTION_REDISPATCH_AFTER)
     if idle is None:
         idle = timedelta(seconds=settings.EXECUTION_STALLED_AFTER)
+    if silent is None:
+        silent = timedelta(seconds=settings.EXECUTION_HEARTBEAT_TIMEOUT)
     now = timezone.now()
+    requests = ActionRequest.objects
     candidates = (
-        ActionRequest.objects.filter(status=RequestStatus.APPROVED, decided_at__lte=now - waited)
-        | ActionRequest.objects.filter(status=RequestStatus.QUEUED, queued_at__lte=now - waited)
-        | ActionRequest.objects.filter(status=RequestStatus.IN_PROGRESS, started_at__lte=now - idle)
+        requests.filter(status=RequestStatus.APPROVED, decided_at__lte=now - waited)
+        | requests.filter(status=RequestStatus.QUEUED, queued_at__lte=now - waited)
+        | requests.filter(status=RequestStatus.IN_PROGRESS, heartbeat_at__lte=now - silent)
+        | requests.filter(
+            status=RequestStatus.IN_PROGRESS, heartbeat_at__isnull=True, started_at__lte=now - idle
+        )
     )
     pks = list(candidates.order_by("pk").values_list("pk", flat=True))
-    return sum(redispatch_request(pk, waited=waited, idle=idle) for pk in pks)
+    return sum(redispatch_request(pk, waited=waited, idle=idle, silent=silent) for pk in pks)

@@ -9,15 +9,21 @@ as idempotency key, so each target's effect happens once. Late acknowledgement (
 puts the message back on the queue when a worker dies in the middle.
 """
 
+import contextlib
 import logging
+from datetime import timedelta
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.utils.time import get_exponential_backoff_interval
+from django.conf import settings
+from django.utils import timezone
 
 from .. import notifications, services
 from ..models import TargetStatus
 from . import steps as execution
 from .executors import ExecutorNotConfigured, TransientExecutorError, get_executor
+from .heartbeat import Heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +46,16 @@ def execute_request(self, request_id: int) -> str:
     if job is None:
         return "nothing to do"
     try:
-        executor = get_executor()
-        for result in executor.execute(job):
-            execution.finish_target(
-                result.target_id, succeeded=result.succeeded, message=result.message
-            )
+        with heartbeat(self, request_id):
+            executor = get_executor()
+            for result in executor.execute(job):
+                execution.finish_target(
+                    result.target_id, succeeded=result.succeeded, message=result.message
+                )
     except TransientExecutorError as error:
         if self.request.retries < MAX_RETRIES:
+            # The retry waits in this worker: until it is due, the request is not stranded.
+            execution.beat(request_id, at=timezone.now() + longest_wait_before(self))
             raise
         execution.finish_execution(
             request_id,
@@ -66,6 +75,51 @@ def execute_request(self, request_id: int) -> str:
     return execution.finish_execution(request_id).status
 
 
+def heartbeat(task, request_id: int):
+    """The request's heartbeat while its executor works, from a thread of this worker.
+
+    Not in-process (no broker, `task_always_eager`): the run belongs to the web request that
+    started it, each finished target is its heartbeat, and SQLite would make a second writer
+    wait.
+    """
+    if task.request.is_eager:
+        return contextlib.nullcontext()
+    return Heartbeat(
+        lambda: execution.beat(request_id), interval=settings.EXECUTION_HEARTBEAT_INTERVAL
+    )
+
+
+def longest_wait_before(task) -> timedelta:
+    """The longest Celery may wait before the next retry (the backoff without its jitter)."""
+    return timedelta(
+        seconds=get_exponential_backoff_interval(
+            factor=task.retry_backoff,
+            retries=task.request.retries,
+            maximum=task.retry_backoff_max,
+            full_jitter=False,
+        )
+    )
+
+
+@shared_task(
+    ignore_result=True,
+    soft_time_limit=60,
+    time_limit=90,
+    name="approvals.tasks.deliver_notification",
+)
+def deliver_notification(notification_id: int) -> bool:
+    """Deliver one notification of the outbox right after its change committed."""
+    return notifications.deliver(notification_id)
+
+
+@shared_task(ignore_result=True, name="approvals.tasks.deliver_notifications")
+def deliver_notifications() -> int:
+    """Deliver whatever the outbox still holds (beat, every minute)."""
+    return notifications.deliver_due()
+
+
+# The two tasks below deliver notifications queued before the outbox existed (messages in
+# flight during an upgrade); new notifications go through `deliver_notification`.
 @shared_task(
     bind=True,
     max_retries=3,
