@@ -83,6 +83,8 @@ LONGEST_WAIT = timedelta(hours=1)
 MAX_ATTEMPTS = 12
 # How many the periodic delivery takes in one run; the next run takes the rest.
 BATCH = 200
+# The last error kept with a notification, in characters.
+LONGEST_ERROR = 2000
 
 
 def schedule(kind: str, request_id: int) -> Notification | None:
@@ -186,7 +188,7 @@ def _attempt(notification: Notification) -> None:
             )
             errors.append(f"webhook: {type(error).__name__}: {error}")
     now = timezone.now()
-    notification.last_error = "\n".join(errors)
+    notification.last_error = _storable("\n".join(errors))
     email_done = not notification.email_due or notification.email_sent_at is not None
     webhook_done = not notification.webhook_due or notification.webhook_sent_at is not None
     if email_done and webhook_done:
@@ -206,6 +208,14 @@ def _attempt(notification: Notification) -> None:
     notification.save()
 
 
+def _storable(text: str) -> str:
+    """An error message any database can store: no NUL, no lone surrogate, bounded."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+    if len(text) > LONGEST_ERROR:
+        text = text[: LONGEST_ERROR - 1] + "…"
+    return text
+
+
 def deliver_due(*, now: datetime | None = None, everything: bool = False) -> int:
     """Deliver the unsent notifications whose next attempt is due (all of them, gave-up ones
     included, with `everything`); returns how many are now sent."""
@@ -213,7 +223,13 @@ def deliver_due(*, now: datetime | None = None, everything: bool = False) -> int
     if not everything:
         unsent = unsent.filter(next_attempt_at__lte=now or timezone.now())
     pks = list(unsent.order_by("next_attempt_at", "pk").values_list("pk", flat=True)[:BATCH])
-    return sum(deliver(pk) for pk in pks)
+    delivered = 0
+    for pk in pks:
+        try:
+            delivered += deliver(pk)
+        except Exception:  # one notification that cannot be handled never stops the others
+            logger.exception("Notification %s could not be delivered; the next run retries.", pk)
+    return delivered
 
 
 def validate_webhook_url(address: str) -> str:
