@@ -9,16 +9,12 @@ from django.utils import timezone
 from django.utils.formats import date_format
 
 from responseportal.models import Membership, Organization, Role
+from responseportal.refusals import TransitionRefused
 
 from .models import ActionRequest
 
-
-class TransitionRefused(Exception):
-    """The request is not in a state that allows this; the message says what happened."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
+# TransitionRefused is defined in the core, so that the audit log refuses a change the same way
+# (audit.chain.AuditLogJammed): the views' `except TransitionRefused` shows either refusal.
 
 
 class SubmissionRefused(TransitionRefused):

@@ -12,20 +12,25 @@ characters as themselves, encoded in UTF-8; `timestamp` in UTC as 2025-01-31T23:
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from responseportal.http import normalized_ip
 from responseportal.models import Organization
+from responseportal.refusals import TransitionRefused
 
 from .context import SYSTEM, AuditContext
 from .models import GENESIS_HASH, AuditChainHead, AuditEvent
+
+logger = logging.getLogger(__name__)
 
 PLATFORM_CHAIN = "platform"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -72,6 +77,7 @@ VERBS = (
     "auth.signed_out",
     "auth.sign_in_failed",
     "auth.locked_out",
+    "auth.attempts_counted",
     "audit.exported",
 )
 
@@ -168,6 +174,49 @@ def link(head: AuditChainHead, event: AuditEvent) -> AuditEvent:
     return event
 
 
+class AuditLogJammed(TransitionRefused, PermissionDenied):
+    """The chain holds an event the portal did not write after its head, so nothing more can be
+    appended to it: the change that wanted to record an event is refused, whole.
+
+    Views that catch TransitionRefused show the message; any other page answers 403 with it.
+    """
+
+    def __init__(self, chain: str, head: AuditChainHead, found: AuditEvent | None):
+        self.chain = chain
+        where = (
+            f"event {found.pk} at sequence {found.sequence}"
+            if found is not None
+            else f"an event at sequence {head.last_sequence + 1}"
+        )
+        super().__init__(
+            f"Nothing was changed: the audit log cannot record it. Chain {chain} has {where}, "
+            f"beyond its last recorded event (sequence {head.last_sequence}), that the portal "
+            "did not write. The operators have been alerted; `manage.py verify_audit_log` "
+            "names the event."
+        )
+
+
+def _refuse_jammed(head: AuditChainHead) -> None:
+    """Raise AuditLogJammed, with an alert, if the chain has an event beyond its head."""
+    found = (
+        AuditEvent.objects.filter(chain=head.chain, sequence__gt=head.last_sequence)
+        .order_by("sequence")
+        .first()
+    )
+    if found is None:
+        return
+    jammed = AuditLogJammed(head.chain, head, found)
+    logger.critical(
+        "Audit chain %s is jammed: event %s at sequence %s lies beyond its head (sequence %s). "
+        "Every change that records an event in this chain is refused until it is resolved.",
+        head.chain,
+        found.pk,
+        found.sequence,
+        head.last_sequence,
+    )
+    raise jammed
+
+
 @transaction.atomic
 def append(organization: Organization | None, events: Iterable[AuditEvent]) -> list[AuditEvent]:
     """Append unsaved events, in order, to the organization's chain (the platform chain without
@@ -178,8 +227,12 @@ def append(organization: Organization | None, events: Iterable[AuditEvent]) -> l
     locked until the transaction ends. Events for several organizations in one transaction
     should be appended in the order of the organizations' ids, so that two such transactions
     cannot deadlock.
+
+    Raises AuditLogJammed (and logs a critical alert) if the chain holds an event beyond its
+    head, which only someone writing to the database behind the portal's back can put there.
     """
     head = lock_head(chain_of(organization))
+    _refuse_jammed(head)
     linked = [link(head, event) for event in events]
     AuditEvent.objects.bulk_create(linked)
     head.save(update_fields=["last_sequence", "last_hash", "last_timestamp"])
@@ -228,7 +281,9 @@ class ChainBreak:
     chain: str
     sequence: int
     event_id: int | None
-    problem: str  # "altered content", "missing event" or "broken link"
+    # "altered content", "missing event", "broken link", "event beyond the head",
+    # "altered head" or "no head"
+    problem: str
     detail: str
 
     def __str__(self) -> str:
@@ -252,75 +307,166 @@ def chains() -> list[str]:
     return sorted(found, key=lambda chain: (chain == PLATFORM_CHAIN, chain))
 
 
-def verify_chain(chain: str, *, chunk_size: int = 5000) -> ChainReport:
-    """Walk one chain in sequence order (a server-side cursor on PostgreSQL) and check each link.
+class _Walk:
+    """A walk along one chain in sequence order: where it is, and the first break it met."""
 
-    The head is read first, so events appended while the walk runs are left for next time.
-    """
-    head = AuditChainHead.objects.filter(chain=chain).first()
-    events = AuditEvent.objects.filter(chain=chain)
-    if head is not None:
-        events = events.filter(sequence__lte=head.last_sequence)
-    rows = events.order_by("sequence").values("id", "hash", *HASHED_FIELDS)
-    expected_sequence, previous_hash, previous_id = 1, GENESIS_HASH, None
-    checked = 0
+    def __init__(self, chain: str):
+        self.chain = chain
+        self.checked = 0
+        self.expected_sequence = 1
+        self.previous_hash = GENESIS_HASH
+        self.previous_id: int | None = None
+        self.previous_timestamp = None
+        self.first_break: ChainBreak | None = None
 
-    def broken(row, problem, detail):
-        return ChainReport(
-            chain, checked, ChainBreak(chain, row["sequence"], row["id"], problem, detail)
-        )
+    def report(self) -> ChainReport:
+        return ChainReport(self.chain, self.checked, self.first_break)
 
-    for row in rows.iterator(chunk_size=chunk_size):
-        checked += 1
-        if row["sequence"] != expected_sequence:
-            missing = (
-                f"sequence {expected_sequence}"
-                if row["sequence"] == expected_sequence + 1
-                else f"sequences {expected_sequence} to {row['sequence'] - 1}"
+    def broken(self, sequence: int, event_id: int | None, problem: str, detail: str) -> bool:
+        self.first_break = ChainBreak(self.chain, sequence, event_id, problem, detail)
+        return True
+
+    def through(self, last_sequence: int, chunk_size: int) -> bool:
+        """Check each event from where the walk is to `last_sequence`; True at the first break."""
+        rows = (
+            AuditEvent.objects.filter(
+                chain=self.chain,
+                sequence__gte=self.expected_sequence,
+                sequence__lte=last_sequence,
             )
-            return broken(row, "missing event", f"The chain has no event at {missing}.")
+            .order_by("sequence")
+            .values("id", "hash", *HASHED_FIELDS)
+        )
+        for row in rows.iterator(chunk_size=chunk_size):
+            self.checked += 1
+            if self.link_is_broken(row):
+                return True
+            self.expected_sequence, self.previous_hash = row["sequence"] + 1, row["hash"]
+            self.previous_id, self.previous_timestamp = row["id"], row["timestamp"]
+        return False
+
+    def link_is_broken(self, row: dict) -> bool:
+        if row["sequence"] != self.expected_sequence:
+            missing = (
+                f"sequence {self.expected_sequence}"
+                if row["sequence"] == self.expected_sequence + 1
+                else f"sequences {self.expected_sequence} to {row['sequence'] - 1}"
+            )
+            return self.broken(
+                row["sequence"], row["id"], "missing event", f"The chain has no event at {missing}."
+            )
         recomputed = hash_values(row)
         if recomputed != row["hash"]:
-            return broken(
-                row,
+            return self.broken(
+                row["sequence"],
+                row["id"],
                 "altered content",
                 f"Its stored hash {row['hash']} is not the hash of its content ({recomputed}).",
             )
-        if row["prev_hash"] != previous_hash:
+        if row["prev_hash"] != self.previous_hash:
             before = (
-                f"the hash of event {previous_id} before it"
-                if previous_id is not None
+                f"the hash of event {self.previous_id} before it"
+                if self.previous_id is not None
                 else "the start of a chain (64 zeros)"
             )
-            return broken(
-                row,
+            return self.broken(
+                row["sequence"],
+                row["id"],
                 "broken link",
-                f"Its prev_hash {row['prev_hash']} is not {before} ({previous_hash}): "
+                f"Its prev_hash {row['prev_hash']} is not {before} ({self.previous_hash}): "
                 "one of the two was replaced.",
             )
-        expected_sequence, previous_hash, previous_id = row["sequence"] + 1, row["hash"], row["id"]
+        return False
 
-    if head is not None and head.last_sequence >= expected_sequence:
-        missing = (
-            f"sequence {expected_sequence}"
-            if head.last_sequence == expected_sequence
-            else f"sequences {expected_sequence} to {head.last_sequence}"
+    def head_is_broken(self, head: AuditChainHead) -> bool:
+        """The head must name the last event walked: its sequence, hash and time."""
+        if head.last_sequence >= self.expected_sequence:
+            missing = (
+                f"sequence {self.expected_sequence}"
+                if head.last_sequence == self.expected_sequence
+                else f"sequences {self.expected_sequence} to {head.last_sequence}"
+            )
+            return self.broken(
+                self.expected_sequence,
+                None,
+                "missing event",
+                f"The chain's head is at sequence {head.last_sequence}, "
+                f"but the events at {missing} are gone.",
+            )
+        if head.last_hash != self.previous_hash:
+            return self.broken(
+                head.last_sequence,
+                self.previous_id,
+                "broken link",
+                f"The chain's head records hash {head.last_hash} for its last event, "
+                f"which has hash {self.previous_hash}.",
+            )
+        if head.last_timestamp is not None and head.last_timestamp != self.previous_timestamp:
+            walked = self.previous_timestamp
+            return self.broken(
+                head.last_sequence,
+                self.previous_id,
+                "altered head",
+                f"The chain's head records the time {canonical_timestamp(head.last_timestamp)} "
+                "for its last event, which has the time "
+                f"{canonical_timestamp(walked) if walked is not None else 'of no event'}.",
+            )
+        return False
+
+    def beyond_is_planted(self, head: AuditChainHead) -> tuple[bool, AuditChainHead | None]:
+        """Whether an event lies beyond the head that no append put there. An event beyond
+        the head walked, but covered by the head read again now, was appended meanwhile: the
+        walk goes on to that newer head (returned)."""
+        beyond = (
+            AuditEvent.objects.filter(chain=self.chain, sequence__gt=head.last_sequence)
+            .order_by("sequence")
+            .values("id", "sequence", "hash", "prev_hash")
+            .first()
         )
-        detail = (
-            f"The chain's head is at sequence {head.last_sequence}, "
-            f"but the events at {missing} are gone."
+        if beyond is None:
+            return False, None
+        # Read after the event: an append commits its events and its head at once.
+        newer = AuditChainHead.objects.filter(chain=self.chain).first()
+        if newer is not None and newer.last_sequence >= beyond["sequence"]:
+            return False, newer
+        self.broken(
+            beyond["sequence"],
+            beyond["id"],
+            "event beyond the head",
+            f"The chain's head is at sequence {head.last_sequence} (hash {head.last_hash}), "
+            f"but this event (hash {beyond['hash']}, prev_hash {beyond['prev_hash']}) lies "
+            "beyond it: it was written behind the portal's back, and new events of this chain "
+            "are refused until it is dealt with.",
         )
-        return ChainReport(
-            chain, checked, ChainBreak(chain, expected_sequence, None, "missing event", detail)
-        )
-    if head is not None and head.last_hash != previous_hash:
-        detail = (
-            f"The chain's head records hash {head.last_hash} for its last event, "
-            f"which has hash {previous_hash}."
-        )
-        return ChainReport(
-            chain,
-            checked,
-            ChainBreak(chain, head.last_sequence, previous_id, "broken link", detail),
-        )
-    return ChainReport(chain, checked, None)
+        return True, None
+
+
+def verify_chain(chain: str, *, chunk_size: int = 5000, rounds: int = 100) -> ChainReport:
+    """Walk one chain in sequence order (a server-side cursor on PostgreSQL) and check each
+    link, then the chain's head: it must name the last event, and no event may lie beyond it.
+
+    The head is read first and the walk goes up to it. Events appended while the walk runs move
+    the head: the walk follows them, for at most `rounds` heads, and leaves the rest for next time.
+    """
+    walk = _Walk(chain)
+    head = AuditChainHead.objects.filter(chain=chain).first()
+    if head is None:
+        first = (
+            AuditEvent.objects.filter(chain=chain).order_by("sequence").values("id", "sequence")
+        ).first()
+        if first is not None:
+            walk.broken(
+                first["sequence"],
+                first["id"],
+                "no head",
+                "The chain has events but no head (approvals_auditchainhead): it was deleted.",
+            )
+        return walk.report()
+    for _ in range(rounds):
+        if walk.through(head.last_sequence, chunk_size) or walk.head_is_broken(head):
+            break
+        planted, newer = walk.beyond_is_planted(head)
+        if planted or newer is None:
+            break
+        head = newer
+    return walk.report()
