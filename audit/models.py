@@ -128,3 +128,35 @@ class AuditChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"{self.chain} at {self.last_sequence}"
+
+
+class AuditTally(models.Model):
+    """Sign-in traffic of one kind in one chain, counted in a window instead of recorded event
+    by event (see `audit.flood`).
+
+    `admitted` events were appended in the window; `counted` more were only counted, and are
+    written as one `auth.attempts_counted` event once the window has ended. Rows of ended
+    windows are deleted when their count is written.
+    """
+
+    # SHA-256 of the chain, the kind and the subject: usernames and addresses have no length
+    # that fits an index.
+    key = models.CharField(max_length=64, primary_key=True)
+    chain = models.CharField(max_length=40)
+    kind = models.CharField(max_length=20)
+    # What the summary names: the username and address of a lockout, the address of a limit.
+    subject = models.JSONField(default=dict, blank=True)
+    limit = models.PositiveIntegerField()
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    admitted = models.PositiveIntegerField(default=0)
+    counted = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            # The windows that have ended, oldest first, to write their counts.
+            models.Index(fields=["window_end"], name="audit_tally_window_end"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.chain} {self.kind} {self.subject}: {self.admitted} + {self.counted}"

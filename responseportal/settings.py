@@ -5,8 +5,8 @@ DEBUG=true, which gives the embedded default: SQLite in the project folder and C
 run in-process. Production sets SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL and CELERY_BROKER_URL.
 """
 
-import math
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -45,13 +45,10 @@ def env_float(name: str, default: float) -> float:
     value = env_str(name)
     if not value:
         return default
-    try:
-        number = float(value)
-    except ValueError:
-        number = float("nan")
-    if not math.isfinite(number):
+    # Plain ASCII decimals only: float() would also take "inf", "1_0" and other scripts' digits.
+    if not re.fullmatch(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)", value):
         raise ImproperlyConfigured(f"{name}={value!r} is not a number: expected e.g. 10 or 0.5.")
-    return number
+    return float(value)
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
@@ -134,6 +131,19 @@ DATABASES = {
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Embedded SQLite, one writer at a time. A transaction takes the write lock when it begins
+    # (IMMEDIATE), so two admins deciding one request queue up and the second reads the
+    # first's decision, as on PostgreSQL; a deferred transaction that read before writing
+    # would fail at once with "database is locked", whatever the timeout. A writer waits
+    # up to SQLITE_BUSY_TIMEOUT seconds for the lock, and in WAL mode readers (a page, a
+    # streaming CSV export) neither wait for writers nor hold them up.
+    DATABASES["default"]["OPTIONS"] = {
+        **DATABASES["default"].get("OPTIONS", {}),
+        "transaction_mode": "IMMEDIATE",
+        "timeout": env_int("SQLITE_BUSY_TIMEOUT", 20),
+        "init_command": "PRAGMA journal_mode=WAL",
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -155,6 +165,9 @@ AXES_FAILURE_LIMIT = 5
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOCKOUT_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+# A lockout lasts AXES_COOLOFF_TIME from the failure that started it. Attempts during it are
+# refused unchecked and only counted (audit/flood.py); they neither extend it nor grow axes' row.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_CLIENT_IP_CALLABLE = "responseportal.http.client_ip"
 AXES_VERBOSE = False
