@@ -357,9 +357,10 @@ CSV_COLUMNS = (
     "prev_hash",
     "hash",
 )
-# Cells a spreadsheet could take for a formula: free text that starts with one of these.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-FREE_TEXT = frozenset({"actor_username", "role", "verb", "action_key", "data", "user_agent"})
+# The one rule of the export (README, "Audit log"): any cell that starts with one of these gets
+# one more `'` in front, so a spreadsheet takes none for a formula; a reader removes one `'` from
+# every cell that starts with `'`, and has the exact value back.
+QUOTED_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
 ROWS_PER_CHUNK = 500
 
 
@@ -370,11 +371,9 @@ class _Echo:
         return value
 
 
-def _cell(column: str, value: Any) -> str:
+def _cell(value: Any) -> str:
     text = "" if value is None else str(value)
-    if column in FREE_TEXT and text.startswith(FORMULA_STARTS):
-        return "'" + text
-    return text
+    return "'" + text if text.startswith(QUOTED_STARTS) else text
 
 
 def _csv_lines(slug: str, events: QuerySet) -> Iterator[str]:
@@ -390,7 +389,7 @@ def _csv_lines(slug: str, events: QuerySet) -> Iterator[str]:
         row["timestamp"] = canonical_timestamp(row["timestamp"])
         row["data"] = canonical_data(row["data"])
         row["ip_address"] = normalized_ip(row["ip_address"])
-        lines.append(writer.writerow([_cell(column, row[column]) for column in CSV_COLUMNS]))
+        lines.append(writer.writerow([_cell(row[column]) for column in CSV_COLUMNS]))
         if len(lines) >= ROWS_PER_CHUNK:
             yield "".join(lines)
             lines = []

@@ -55,7 +55,8 @@ def recomputed_hash(row: dict) -> str:
     """The hash from the CSV alone, as an auditor would compute it outside the portal."""
 
     def unescaped(value: str) -> str:
-        return value[1:] if value[:2] in {"'=", "'+", "'-", "'@", "'\t", "'\r"} else value
+        # The README's rule: remove one `'` from every cell that starts with `'`.
+        return value[1:] if value.startswith("'") else value
 
     values = {name: unescaped(row[name]) for name in HASHED}
     for name in ("sequence", "organization_id", "actor_id", "request_id"):
