@@ -24,6 +24,8 @@ from django.core.files.uploadedfile import UploadedFile
 from django.core.validators import EmailValidator, URLValidator
 from sqlglot import exp
 
+from responseportal.addresses import ends_in_a_number, inet_aton, parse_ip
+
 MAX_TARGETS = 100
 # Every uploaded file (YARA rules, scripts, scope CSV) is text under 1 MB.
 MAX_UPLOAD_BYTES = 1_048_576
@@ -179,8 +181,8 @@ def _hostname(value: str) -> str | None:
     labels = name.split(".")
     if not all(_HOST_LABEL.fullmatch(label) for label in labels):
         return None
-    # An all-numeric last label is a mistyped IP address (RFC 3696, section 2), not a name.
-    if labels[-1].isdigit():
+    # Resolvers read a name ending in a number (`10.5`, `0x0a000005`) as an IP address.
+    if ends_in_a_number(name):
         return None
     return name
 
@@ -210,12 +212,35 @@ def _guid(value: str) -> str | None:
     return canonical if canonical == inner.lower() else None
 
 
+def _endpoint_address(value: str) -> str | None:
+    """The endpoint's IP address, as IPv4 when an IPv6 spelling embeds one, or None."""
+    address = parse_ip(value)
+    if address is None or getattr(address, "scope_id", None):
+        return None
+    return str(address)
+
+
 def validate_endpoint(value: str) -> str:
-    """A hostname, an IP address or an agent GUID, in canonical form."""
+    """A hostname, an IP address or an agent GUID, in the one form scope lists compare.
+
+    `::ffff:10.0.0.5`, `::10.0.0.5` and `64:ff9b::10.0.0.5` are 10.0.0.5; names are lower
+    case without a trailing dot; a name that resolvers read as an address is refused.
+    """
     value = value.strip()
-    canonical = _ip_address(value) or _guid(value) or _hostname(value)
+    canonical = _endpoint_address(value) or _guid(value) or _hostname(value)
     if canonical is None:
-        raise _invalid(value, "an endpoint", _ENDPOINT_EXPECTED)
+        error = _invalid(value, "an endpoint", _ENDPOINT_EXPECTED)
+        if value.isascii() and ends_in_a_number(value):
+            read_as = inet_aton(value.lower())
+            reading = (
+                f"Resolvers read `{shown(value)}` as the IP address {read_as}: enter {read_as} "
+                "if you mean it."
+                if read_as
+                else "Resolvers do not look up a name ending in a number: they read it as an "
+                "IP address."
+            )
+            error = ValidationError(f"{error.message} {reading}", code="invalid")
+        raise error
     return canonical
 
 

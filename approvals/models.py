@@ -9,6 +9,8 @@ from actions.catalog import START_REMOTE_SHELL
 from actions.models import Category, ResponseAction
 from responseportal.models import Organization
 
+from . import scope
+
 
 def default_auto_approved_actions() -> list[str]:
     """Every Critical and Recommended action: one click on the master switch enables them all."""
@@ -68,9 +70,10 @@ class ApprovalSettings(models.Model):
         return found
 
     def in_scope(self, endpoint: str) -> bool:
+        """Whether `endpoint` is shown to be inside the scope; see `approvals/scope.py`."""
         if self.scope_mode == ScopeMode.SELECTED:
-            return endpoint in set(self.scope_selected)
-        return endpoint not in set(self.scope_exceptions)
+            return scope.inside_selected(endpoint, self.scope_selected)
+        return scope.outside_exceptions(endpoint, self.scope_exceptions)
 
 
 class ScriptLanguage(models.TextChoices):

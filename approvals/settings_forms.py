@@ -3,7 +3,6 @@
 import csv
 import io
 import re
-import uuid
 from collections.abc import Iterator, Sequence
 
 from django import forms
@@ -20,39 +19,13 @@ from .services import SCOPE_LISTS, SETTINGS_FIELDS, settings_problem
 
 MAX_SCOPE_ENDPOINTS = 10_000
 MAX_NOTIFY_EMAILS = 20
-CSV_HEADERS = frozenset({"hostname", "endpoint", "ip", "host"})
+CSV_HEADERS = frozenset({"hostname", "endpoint", "ip", "host", "guid", "agent guid", "agent_guid"})
 # Lists up to this long are shown at once; longer ones behind a <details> summary.
 SHOWN_ENDPOINTS = 20
 
 CSV_EXPECTED = "a spreadsheet saved as “CSV UTF-8”"
-_SCOPE_ENDPOINT_EXPECTED = (
-    "a hostname such as web-01.example.com or an IP address such as 192.0.2.10"
-)
 # Notification addresses go to real mailboxes; Django allows `localhost` by default.
 _EMAIL_VALIDATOR = EmailValidator(allowlist=[])
-
-
-def _is_guid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
-
-
-def _scope_endpoint(value: str) -> str:
-    """A hostname or an IP address in canonical form; agent GUIDs are refused."""
-    if _is_guid(value):
-        raise ValidationError(
-            f"`{shown(value)}` is an agent GUID: scope lists take hostnames or IP addresses."
-        )
-    try:
-        return validate_endpoint(value)
-    except ValidationError:
-        raise ValidationError(
-            f"`{shown(value)}` is not a hostname or an IP address: "
-            f"expected {_SCOPE_ENDPOINT_EXPECTED}."
-        ) from None
 
 
 def _rows(text: str) -> Iterator[tuple[int, list[str]]]:
@@ -65,7 +38,8 @@ def _rows(text: str) -> Iterator[tuple[int, list[str]]]:
 
 
 def parse_endpoint_csv(data: UploadedFile | bytes) -> list[str]:
-    """The endpoints of a CSV file, one hostname or IP address per row, canonical and unique.
+    """The endpoints of a CSV file, one hostname, IP address or agent GUID per row, canonical
+    and unique.
 
     The file is refused whole (ValidationError) when anything in it is wrong: the message
     names each bad row by its line number.
@@ -88,18 +62,18 @@ def parse_endpoint_csv(data: UploadedFile | bytes) -> list[str]:
             first = False
             if len(values) > 1:
                 errors.append(
-                    f"Line {number}: {len(values)} values in one row: expected one hostname "
-                    "or IP address per row, in the first column."
+                    f"Line {number}: {len(values)} values in one row: expected one hostname, "
+                    "IP address or agent GUID per row, in the first column."
                 )
             elif not cells[0]:
                 errors.append(
-                    f"Line {number}: the first column is empty: expected the hostname "
-                    "or IP address there."
+                    f"Line {number}: the first column is empty: expected the hostname, "
+                    "IP address or agent GUID there."
                 )
             else:
                 if cells[0] not in checked:
                     try:
-                        checked[cells[0]] = _scope_endpoint(cells[0])
+                        checked[cells[0]] = validate_endpoint(cells[0])
                     except ValidationError as error:
                         checked[cells[0]] = error
                 outcome = checked[cells[0]]
@@ -127,7 +101,7 @@ def parse_endpoint_csv(data: UploadedFile | bytes) -> list[str]:
         )
     if not endpoints:
         raise ValidationError(
-            "The file has no endpoints: expected one hostname or IP address per row.",
+            "The file has no endpoints: expected one hostname, IP address or agent GUID per row.",
             code="empty",
         )
     if len(endpoints) > MAX_SCOPE_ENDPOINTS:
@@ -194,7 +168,8 @@ class ApprovalSettingsForm(forms.Form):
     )
     scope_selected_csv = _csv_field(
         "Import selected endpoints (CSV)",
-        "One hostname or IP address per row, optionally under a header row `hostname`; "
+        "One hostname, IP address or agent GUID per row, optionally under a header row "
+        "`hostname`; "
         "UTF-8, under 1 MB, at most 10,000 endpoints. The file replaces the current list.",
     )
     clear_scope_selected = forms.BooleanField(
@@ -204,8 +179,10 @@ class ApprovalSettingsForm(forms.Form):
     )
     scope_exceptions_csv = _csv_field(
         "Import exceptions (CSV)",
-        "Endpoints excluded from all endpoints, in the same format: one hostname or IP "
-        "address per row. The file replaces the current list.",
+        "Endpoints excluded from all endpoints, in the same format. Name each machine the "
+        "ways operators may name it (hostname, IP address, agent GUID): a target named in a "
+        "way the list does not use, or a short name for a listed full name, waits for an "
+        "admin. The file replaces the current list.",
     )
     clear_scope_exceptions = forms.BooleanField(
         label="Remove all exceptions",

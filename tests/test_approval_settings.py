@@ -384,13 +384,14 @@ def test_a_csv_with_bad_rows_is_refused_whole(admin, acme):
     )
     assert response.status_code == 200
     errors = errors_of(response, "scope_selected_csv")
-    assert errors[0].startswith("Nothing was imported: 4 rows are not valid.")
-    assert errors[1].startswith("Line 3: `bad host.example.com` is not a hostname or an IP")
-    assert errors[2].startswith("Line 4: `=cmd|' /C calc'!A0` is not a hostname or an IP")
-    assert errors[3] == (
-        f"Line 5: `{GUID}` is an agent GUID: scope lists take hostnames or IP addresses."
+    assert errors[0].startswith("Nothing was imported: 3 rows are not valid.")
+    assert errors[1] == (
+        "Line 3: `bad host.example.com` is not an endpoint: expected a hostname, an IP "
+        "address or an agent GUID."
     )
-    assert errors[4].startswith("Line 6: 3 values in one row")
+    assert errors[2].startswith("Line 4: `=cmd|' /C calc'!A0` is not an endpoint")
+    # Line 5, the agent GUID, is a good row: scope lists name machines by GUID too.
+    assert errors[3].startswith("Line 6: 3 values in one row")
     assert not ApprovalSettings.objects.filter(organization=acme).exists()
     assert not AuditEvent.objects.exclude(verb__startswith="auth.").exists()
 
@@ -450,7 +451,7 @@ def test_an_empty_file_is_refused(admin, acme):
         url(), form_data(acme, scope_exceptions_csv=csv_file("hostname\n\n"))
     )
     assert errors_of(response, "scope_exceptions_csv") == [
-        "The file has no endpoints: expected one hostname or IP address per row."
+        "The file has no endpoints: expected one hostname, IP address or agent GUID per row."
     ]
 
 
@@ -528,16 +529,20 @@ def test_csv_trailing_empty_cells_and_quotes_are_accepted():
 
 def test_csv_value_only_in_the_second_column_is_a_bad_row():
     assert messages_of(b",web-01\n")[1] == (
-        "Line 1: the first column is empty: expected the hostname or IP address there."
+        "Line 1: the first column is empty: expected the hostname, IP address or agent GUID "
+        "there."
     )
 
 
-@pytest.mark.parametrize(
-    "value",
-    [GUID, "{" + GUID + "}", GUID.replace("-", ""), f"urn:uuid:{GUID}"],
-)
-def test_csv_guids_are_refused(value):
-    assert "is an agent GUID" in messages_of(f"{value}\n".encode())[1]
+@pytest.mark.parametrize("value", [GUID, GUID.upper(), "{" + GUID.upper() + "}", f" {GUID} "])
+def test_csv_guids_are_accepted_in_canonical_form(value):
+    assert parse_endpoint_csv(f"guid\n{value}\nweb-01\n".encode()) == [GUID, "web-01"]
+
+
+def test_csv_urn_guid_is_a_bad_row():
+    assert messages_of(f"urn:uuid:{GUID}\n".encode())[1].startswith(
+        f"Line 1: `urn:uuid:{GUID}` is not an endpoint"
+    )
 
 
 @pytest.mark.parametrize(
@@ -547,7 +552,9 @@ def test_csv_guids_are_refused(value):
 def test_csv_formulas_and_malformed_values_are_bad_rows(value):
     messages = messages_of(f"ok.example.com\n{value}\n".encode())
     assert messages[1].startswith("Line 2: `")
-    assert "is not a hostname or an IP address" in messages[1]
+    assert "is not an endpoint: expected a hostname, an IP address or an agent GUID" in (
+        messages[1]
+    )
 
 
 def test_csv_lists_at_most_10_bad_rows():
@@ -583,5 +590,5 @@ def test_csv_of_exactly_10000_endpoints_is_accepted():
 
 def test_empty_csv_is_refused():
     assert messages_of(b"") == [
-        "The file has no endpoints: expected one hostname or IP address per row."
+        "The file has no endpoints: expected one hostname, IP address or agent GUID per row."
     ]

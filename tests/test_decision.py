@@ -27,7 +27,8 @@ def settings(master: bool, ticked: bool, action_key: str) -> ApprovalSettings:
         auto_approval_enabled=master,
         auto_approved_actions=[action_key, "scan_for_malware"] if ticked else ["scan_for_malware"],
         scope_mode=ScopeMode.ALL,
-        scope_exceptions=["db-01.acme.test"],
+        # Host names and IPv4 addresses: the list can tell targets of both kinds apart.
+        scope_exceptions=["db-01.acme.test", "10.0.0.99"],
     )
 
 
@@ -105,3 +106,58 @@ def test_selected_scope_sends_unlisted_endpoints_to_an_admin():
 def test_actions_without_endpoints_follow_the_switch_alone():
     assert decide(ISOLATE, settings(True, True, ISOLATE.key), []).mode == AUTO
     assert decide(ISOLATE, settings(False, True, ISOLATE.key), []).mode == MANUAL
+
+
+# The adversarial run's exceptions, and what it sent past them (issue 17).
+EXCEPTIONS = ["10.0.0.5", "web-01.acme.test"]
+SIDESTEPS = [
+    "10.0.0.5",
+    "::ffff:10.0.0.5",
+    "::ffff:a00:5",
+    "0:0:0:0:0:ffff:0a00:0005",
+    "::10.0.0.5",
+    "64:ff9b::10.0.0.5",
+    "0x0a000005",
+    "167772165",
+    "10.5",
+    "012.0.0.5",
+    "web-01",
+    "WEB-01.Acme.Test.",
+    "web-01.acme",
+    "6f9619ff-8b86-d011-b42d-00c04fc964ff",
+    "{6F9619FF-8B86-D011-B42D-00C04FC964FF}",
+]
+
+
+def excepting(*endpoints: str) -> ApprovalSettings:
+    return ApprovalSettings(
+        auto_approval_enabled=True,
+        auto_approved_actions=["scan_for_malware", "run_osquery"],
+        scope_mode=ScopeMode.ALL,
+        scope_exceptions=list(endpoints),
+    )
+
+
+SCAN = SimpleNamespace(key="scan_for_malware", category="critical", needs_auto_approval=False)
+SCAN_OSQUERY = SimpleNamespace(key="run_osquery", category="recommended", needs_auto_approval=True)
+
+
+@pytest.mark.parametrize("endpoint", SIDESTEPS)
+def test_no_spelling_of_an_excepted_machine_is_approved_automatically(endpoint):
+    decision = decide(SCAN, excepting(*EXCEPTIONS), ["web-02.acme.test", endpoint])
+    assert decision.mode == MANUAL
+    assert decision.out_of_scope == (endpoint,)
+
+
+@pytest.mark.parametrize("endpoint", SIDESTEPS)
+def test_an_action_that_needs_auto_approval_is_refused_for_any_spelling(endpoint):
+    decision = decide(SCAN_OSQUERY, excepting(*EXCEPTIONS), [endpoint])
+    assert decision.refused
+    assert decision.refusal.endswith(f"Outside the automatic-approval scope: {endpoint}.")
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["10.0.0.6", "web-02.acme.test", "web-010.acme.test", "web-01.acme.org"]
+)
+def test_other_machines_of_the_kinds_the_list_uses_run_at_once(endpoint):
+    assert decide(SCAN, excepting(*EXCEPTIONS), [endpoint]).mode == AUTO

@@ -97,7 +97,15 @@ def message_of(validator, *args, **kwargs) -> str:
         ("a" * 63 + ".example.com", "a" * 63 + ".example.com"),
         ("10.0.0.1", "10.0.0.1"),
         ("2001:DB8:0:0::0001", "2001:db8::1"),
-        ("::ffff:10.0.0.1", "::ffff:a00:1"),
+        # One machine, one identity: IPv6 spellings that embed an IPv4 address are that address.
+        ("::ffff:10.0.0.1", "10.0.0.1"),
+        ("::FFFF:a00:1", "10.0.0.1"),
+        ("0:0:0:0:0:ffff:0a00:0001", "10.0.0.1"),
+        ("::10.0.0.1", "10.0.0.1"),
+        ("::ffff:0:10.0.0.1", "10.0.0.1"),
+        ("64:ff9b::10.0.0.1", "10.0.0.1"),
+        ("::1", "::1"),
+        ("::", "::"),
         (GUID, GUID),
         (GUID.upper(), GUID),
         ("{" + GUID.upper() + "}", GUID),
@@ -137,6 +145,36 @@ def test_it_accepts_an_endpoint_in_canonical_form(value, expected):
 def test_it_refuses_a_malformed_endpoint(value):
     message = message_of(validate_endpoint, value)
     assert "is not an endpoint: expected a hostname, an IP address or an agent GUID." in message
+
+
+@pytest.mark.parametrize(
+    ("value", "read_as"),
+    [
+        ("0x0a000005", "10.0.0.5"),
+        ("0X0A000005", "10.0.0.5"),
+        ("167772165", "10.0.0.5"),
+        ("10.5", "10.0.0.5"),
+        ("10.0.5", "10.0.0.5"),
+        ("012.0.0.5", "10.0.0.5"),
+        ("0xa.0.0.5", "10.0.0.5"),
+        ("10.0.0.0x5", "10.0.0.5"),
+        ("10.0.0.5.", "10.0.0.5"),
+        ("0x7f.1", "127.0.0.1"),
+        ("017700000001", "127.0.0.1"),
+    ],
+)
+def test_a_name_that_resolvers_read_as_an_address_is_refused_naming_the_address(value, read_as):
+    assert message_of(validate_endpoint, value) == (
+        f"`{value}` is not an endpoint: expected a hostname, an IP address or an agent GUID. "
+        f"Resolvers read `{value}` as the IP address {read_as}: enter {read_as} if you mean it."
+    )
+
+
+@pytest.mark.parametrize("value", ["1.2.3.4.5", "08", "web.0x", "web.123", "4294967296"])
+def test_a_name_ending_in_a_number_is_refused_as_a_name(value):
+    assert message_of(validate_endpoint, value).endswith(
+        "Resolvers do not look up a name ending in a number: they read it as an IP address."
+    )
 
 
 def test_it_quotes_the_refused_endpoint():
