@@ -164,14 +164,45 @@ def test_pages_outside_organizations_need_only_a_sign_in(client, operator, name)
     assert client_for(operator).get(target).status_code == SIGNED_IN[name]
 
 
-@pytest.mark.parametrize("name", sorted(POSTS))
-@pytest.mark.parametrize("who", CAST)
+def state_of_requests_and_log() -> tuple[list, int]:
+    statuses = list(ActionRequest.objects.order_by("pk").values_list("pk", "status"))
+    return statuses, AuditEvent.objects.exclude(verb__startswith="auth.").count()
+
+
+@pytest.mark.parametrize(
+    "name,who",
+    [(n, who) for n in sorted(POSTS) for who in CAST if who == "outsider" or who not in POSTS[n]],
+)
 def test_changes_are_refused_to_the_wrong_role(cast, pending, name, who):
-    if who != "outsider" and who in POSTS[name]:
-        return
+    before = state_of_requests_and_log()
     target = url_for(name, pending, pending.events.first().pk)
     response = client_for(cast[who]).post(target, {})
     assert response.status_code == (404 if who == "outsider" else 403)
+    assert state_of_requests_and_log() == before
+
+
+# What an empty POST by the role that may gets: the form again with its errors, or the queue.
+EMPTY_POST_ANSWER = {
+    "approval_settings": 200,
+    "script_library": 200,
+    "queue": 302,
+    "new_request": 200,
+}
+
+
+def test_every_post_has_an_answer_for_an_empty_form():
+    assert set(EMPTY_POST_ANSWER) == set(POSTS)
+
+
+@pytest.mark.parametrize("name,who", [(n, who) for n in sorted(POSTS) for who in sorted(POSTS[n])])
+def test_the_right_role_gets_past_the_role_check_and_an_empty_form_changes_nothing(
+    cast, pending, name, who
+):
+    before = state_of_requests_and_log()
+    target = url_for(name, pending, pending.events.first().pk)
+    response = client_for(cast[who]).post(target, {})
+    assert response.status_code == EMPTY_POST_ANSWER[name]
+    assert state_of_requests_and_log() == before
 
 
 @pytest.mark.parametrize("name", sorted(n for n, spec in MATRIX.items() if spec[0] == "POST"))
