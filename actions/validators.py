@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import re
+import signal
 import string
+import subprocess
+import sys
 import unicodedata
 import uuid
 from collections.abc import Callable, Hashable, Iterable
-from pathlib import PurePosixPath, PureWindowsPath
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TypeVar
 
 import sqlglot
-import yara_x
+from confusable_homoglyphs import categories as unicode_scripts
+from confusable_homoglyphs.confusables import confusables_data
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.core.validators import EmailValidator, URLValidator
@@ -57,6 +62,23 @@ _PATH_EXPECTED = (
     "or /usr/bin/python3"
 )
 _QUERY_EXPECTED = "one read-only SELECT statement"
+_QUERY_EXAMPLE = "SELECT name, path FROM processes"
+# The osquery tables that make the endpoint act rather than read, with what they do, from
+# the table specifications of osquery's schema (specs/*.table in the osquery repository,
+# published at osquery.io/schema). Any name in a query is compared in lower case, as SQLite
+# compares table names, wherever it stands: FROM, JOIN, a subquery, a CTE, `IN curl`.
+ACTING_OSQUERY_TABLES = {
+    # "Perform an http request and return stats about it."
+    "curl": "sends an HTTP request from the endpoint",
+    # "Inspect TLS certificates by connecting to input hostnames."
+    "curl_certificate": "connects from the endpoint to the hosts it is given",
+    # "If carve=1 then the query is treated as a new carve request": files leave the endpoint.
+    "carves": "starts a file carve that uploads files from the endpoint",
+    # The name of carves before osquery 3.
+    "carving": "starts a file carve that uploads files from the endpoint",
+    # Scans the files it is given: Run YARA Rules does that, under that action's own approval.
+    "yara": "runs a YARA scan, which is Run YARA Rules' job",
+}
 _WRITES = (
     exp.DML,
     exp.DDL,
@@ -76,9 +98,17 @@ _WRITES = (
 )
 
 
+def _escaped(c: str) -> str:
+    if not c.isprintable():
+        return repr(c)[1:-1]
+    if not _is_invisible(c):
+        return c
+    return f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"
+
+
 def shown(value: str, limit: int = 80) -> str:
     """The value as it can be quoted in a message: invisible characters escaped, long values cut."""
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in value[:limit])
+    text = "".join(map(_escaped, value[:limit]))
     return text + "…" if len(value) > limit else text
 
 
@@ -90,6 +120,155 @@ def has_control_characters(value: str) -> bool:
     """Whether `value` holds a control character (line breaks, tabs and NUL among them) or a
     lone surrogate: neither belongs in a one-line value, and no database text stores the last."""
     return any(unicodedata.category(c) in ("Cc", "Cs") for c in value)
+
+
+# Characters a reader cannot see, or that reorder what is around them, so that the approver's
+# page would not show what will run (`invoice\u202efdp.exe` shows as `invoiceexe.pdf`):
+# formatting characters (Cf: bidirectional overrides and isolates, zero-width spaces and
+# joiners, the byte-order mark, the soft hyphen), line and paragraph separators, private-use,
+# unassigned and surrogate code points, and control characters other than tab and line breaks.
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Zl", "Zp", "Co", "Cn", "Cs", "Cc"})
+_TAB_AND_LINE_BREAKS = frozenset("\t\n\r")
+_ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# The rest of Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt), which
+# browsers also draw as nothing: a combining joiner, fillers and variation selectors.
+_DEFAULT_IGNORABLE_OUTSIDE_THOSE = (
+    (0x034F, 0x034F),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFFA0, 0xFFA0),
+    (0xE0100, 0xE01EF),
+)
+_UNNAMED = {
+    "Cc": "(a control character)",
+    "Co": "(a private-use character)",
+    "Cn": "(an unassigned code point)",
+    "Cs": "(a lone surrogate)",
+}
+# Scripts one name may mix (Unicode TR39, "highly restrictive"): Japanese, Chinese and Korean
+# writing use several at once, and each may be mixed with Latin.
+_SCRIPT_MIXES = (
+    frozenset({"LATIN", "HAN", "HIRAGANA", "KATAKANA"}),
+    frozenset({"LATIN", "HAN", "BOPOMOFO"}),
+    frozenset({"LATIN", "HAN", "HANGUL"}),
+)
+_NO_SCRIPT = frozenset({"COMMON", "INHERITED"})
+
+
+def _is_invisible(c: str) -> bool:
+    if c in _TAB_AND_LINE_BREAKS:
+        return False
+    if unicodedata.category(c) in _INVISIBLE_CATEGORIES:
+        return True
+    code = ord(c)
+    return any(first <= code <= last for first, last in _DEFAULT_IGNORABLE_OUTSIDE_THOSE)
+
+
+def code_point(c: str) -> str:
+    """One character as a message names it: `U+202E RIGHT-TO-LEFT OVERRIDE`."""
+    name = unicodedata.name(c, "") or _UNNAMED.get(unicodedata.category(c), "")
+    return f"U+{ord(c):04X} {name}".rstrip()
+
+
+def invisible_character(value: str) -> int | None:
+    """The index of the first character of `value` that a reader cannot see or that reorders
+    the text around it (tabs and line breaks excepted), or None."""
+    if value.isascii():
+        match = _ASCII_CONTROL.search(value)
+        return match.start() if match else None
+    return next((i for i, c in enumerate(value) if _is_invisible(c)), None)
+
+
+def refuse_invisible(value: str, *, what: str = "") -> str:
+    """`value`, unless it holds a character that a reader cannot see or that reorders the text
+    around it (U+202E, U+200B, U+2066–U+2069, U+FEFF, other default-ignorables, controls).
+
+    Every field an approver reads goes through here, so that the page shows what will run.
+    The message names the code point; the line and column too in several lines of text, and
+    `what` ("The rule file") is named instead of quoting the value.
+    """
+    index = invisible_character(value)
+    if index is None:
+        return value
+    character = code_point(value[index])
+    expected = (
+        "expected visible characters only, so that the approver reads what will run "
+        "(retype the text rather than paste it)"
+    )
+    line_start = max(value.rfind("\n", 0, index), value.rfind("\r", 0, index)) + 1
+    line_number = len(re.findall(r"\r\n|\r|\n", value[:line_start])) + 1
+    if what:
+        place = f"on line {line_number}, column {index - line_start + 1}"
+        message = f"{what} holds {character} {place}: {expected}."
+    else:
+        line_end = min(
+            (end for end in (value.find("\n", index), value.find("\r", index)) if end != -1),
+            default=len(value),
+        )
+        line = value[line_start:line_end]
+        prefix = f"Line {line_number}: " if line_start or line_end < len(value) else ""
+        message = f"{prefix}`{shown(line)}` holds {character}: {expected}."
+    raise ValidationError(message, code="invisible")
+
+
+def _ascii_look_alike(value: str) -> str | None:
+    """The ASCII text `value` passes for when each of its non-ASCII characters looks like
+    ASCII (Unicode TR39's confusables), or None."""
+    look = []
+    for c in value:
+        if c.isascii():
+            look.append(c)
+            continue
+        glyphs = [g["c"] for g in confusables_data.get(c, ()) if g["c"].isascii()]
+        if not glyphs or not glyphs[0].isprintable():
+            return None
+        look.append(glyphs[0])
+    return "".join(look)
+
+
+def refuse_look_alikes(value: str, *, what: str) -> str:
+    """`value`, unless it can pass for another name (Unicode TR39): a compatibility variant
+    (fullwidth or mathematical letters, ligatures), letters of two scripts (Cyrillic `а` in
+    `аdministrator`), or non-ASCII letters that all look like ASCII ones (`асе`).
+
+    `what` names the value in the message: "an account name".
+    """
+    refuse_invisible(value)
+    for c in value:
+        plain = unicodedata.normalize("NFKC", c)
+        if plain != c:
+            raise ValidationError(
+                f"`{shown(value)}` holds {code_point(c)}, a variant of `{shown(plain)}`: "
+                f"expected {what} in plain characters, such as "
+                f"`{shown(unicodedata.normalize('NFKC', value))}`.",
+                code="look_alike",
+            )
+    scripts: dict[str, str] = {}
+    for c in value:
+        scripts.setdefault(unicode_scripts.alias(c), c)
+    for script in _NO_SCRIPT:
+        scripts.pop(script, None)
+    if len(scripts) > 1 and not any(scripts.keys() <= mix for mix in _SCRIPT_MIXES):
+        names = [script.replace("_", " ").title() for script in scripts]
+        odd = next(c for script, c in scripts.items() if script != "LATIN")
+        raise ValidationError(
+            f"`{shown(value)}` mixes {', '.join(names[:-1])} and {names[-1]} letters "
+            f"({code_point(odd)}), so it can pass for another name: expected {what} "
+            "in the letters of one script.",
+            code="look_alike",
+        )
+    look = _ascii_look_alike(value)
+    if look is not None and look != value:
+        odd = next(c for c in value if not c.isascii())
+        raise ValidationError(
+            f"`{shown(value)}` looks like `{look}` but holds {code_point(odd)}: expected "
+            f"{what} as it is written in the directory, in plain ASCII if it is `{look}`.",
+            code="look_alike",
+        )
+    return value
 
 
 def read_text(upload: UploadedFile | bytes, *, what: str, expected: str) -> str:
@@ -470,8 +649,10 @@ def _is_account_name(name: str, max_length: int) -> bool:
 
 
 def validate_account(value: str) -> str:
-    """A user account: user@domain, DOMAIN\\user or a sAMAccountName."""
+    """A user account: user@domain, DOMAIN\\user or a sAMAccountName, that is what it looks
+    like (no look-alike letters of another script, no fullwidth or invisible characters)."""
     value = value.strip()
+    refuse_look_alikes(value, what="an account name")
     if "@" in value:
         user, _, domain = value.rpartition("@")
         if _is_account_name(user, 64) and " " not in user:
@@ -576,6 +757,7 @@ def validate_osquery(query: str) -> str:
             f"{MAX_QUERY_LENGTH:,} characters.",
             code="max_length",
         )
+    refuse_invisible(query)
     try:
         statements = [s for s in sqlglot.parse(query, read="sqlite") if s is not None]
     except sqlglot.errors.SqlglotError as error:
@@ -609,31 +791,167 @@ def validate_osquery(query: str) -> str:
                 "a read-only query",
                 f"{_QUERY_EXPECTED}, with no {_statement_kind(node)} inside",
             )
+        if isinstance(node, exp.Select) and not node.expressions:
+            raise ValidationError(
+                f"`{shown(query)}` selects nothing: expected {_QUERY_EXPECTED} that names what "
+                f"it reads, such as {_QUERY_EXAMPLE}.",
+                code="invalid",
+            )
+        if isinstance(node, exp.Identifier | exp.Anonymous):
+            effect = ACTING_OSQUERY_TABLES.get(node.name.lower())
+            if effect:
+                raise ValidationError(
+                    f"`{shown(query)}` uses the osquery table `{node.name.lower()}`, which "
+                    f"{effect}: expected {_QUERY_EXPECTED} of tables that only read.",
+                    code="acting_table",
+                )
     return query
 
 
-def _compile_error_messages(compiler: yara_x.Compiler, error: yara_x.CompileError) -> list[str]:
-    messages = []
-    for detail in compiler.errors()[:MAX_LISTED_ERRORS]:
-        labels = [label.get("text") for label in detail.get("labels", []) if label.get("text")]
-        explanation = f" ({labels[0]})" if labels else ""
-        messages.append(
-            f"The YARA rules do not compile: line {detail.get('line')}, column "
-            f"{detail.get('column')}: {detail.get('title')}{explanation}."
+# What a rule file may hold, so that it compiles in about a second on one core (README,
+# "Security model", has the figures): yara-x compiles regular expressions in a time that
+# grows faster than their number and length, and text and hex strings linearly.
+MAX_YARA_RULES = 5_000
+MAX_YARA_STRINGS = 5_000
+MAX_YARA_REGEXES = 1_000
+MAX_YARA_REGEX_LENGTH = 1_000
+MAX_YARA_REGEX_CHARACTERS = 50_000
+# What compiling may take in its own process, which is stopped when it takes more.
+YARA_COMPILE_SECONDS = 5
+YARA_COMPILE_MEMORY = 512 * 1024 * 1024
+_YARA_CHILD = Path(__file__).with_name("yara_compile.py")
+_YARA_CHILD_OUT_OF_MEMORY = 3  # yara_compile.MEMORY_EXIT_STATUS
+_YARA_RULES_EXPECTED = "expected fewer or simpler rules"
+# The parts of a rule file that count toward the limits, found without compiling it: comments
+# and text strings are skipped whole (a `$a =` inside one is not a string), a string definition
+# (`$name =`, not `==`) is counted, and a regular expression is read to its closing slash.
+_YARA_TOKEN = re.compile(
+    r'//[^\n]*|/\*.*?(?:\*/|\Z)|"(?:\\.|[^"\\\n])*"?'
+    r"|(?P<string>\$\w*\s*=(?!=)\s*)(?P<regex>/)?"
+    r"|(?P<matches>\bmatches\s*)/"
+    r"|(?<![\w$#@!])(?P<rule>rule)\b",
+    re.DOTALL | re.ASCII,
+)
+_YARA_REGEX_BODY = re.compile(r"(?:\\.|[^\\/\n])*")
+
+
+def _refuse_costly_yara(source: str) -> None:
+    """Refuse a rule file with more rules, strings or regular expressions than compile in
+    about a second, before any compiling."""
+    rules = strings = regexes = regex_characters = 0
+    position = 0
+    while match := _YARA_TOKEN.search(source, position):
+        position = match.end()
+        if match["rule"]:
+            rules += 1
+        elif match["string"] is not None:
+            strings += 1
+        if match["regex"] or match["matches"] is not None:
+            body = _YARA_REGEX_BODY.match(source, position)
+            position = body.end()
+            regexes += 1
+            regex_characters += len(body[0])
+            if len(body[0]) > MAX_YARA_REGEX_LENGTH:
+                line = source.count("\n", 0, match.start()) + 1
+                raise ValidationError(
+                    f"The rule file has a regular expression of {len(body[0]):,} characters "
+                    f"on line {line}: expected at most {MAX_YARA_REGEX_LENGTH:,} characters "
+                    "in one.",
+                    code="too_costly",
+                )
+    counted = [
+        (rules, MAX_YARA_RULES, "rules"),
+        (strings, MAX_YARA_STRINGS, "strings"),
+        (regexes, MAX_YARA_REGEXES, "regular expressions"),
+        (regex_characters, MAX_YARA_REGEX_CHARACTERS, "characters of regular expressions"),
+    ]
+    errors = [
+        f"The rule file has {count:,} {what}: expected at most {limit:,}, so that it compiles "
+        "in seconds."
+        for count, limit, what in counted
+        if count > limit
+    ]
+    if errors:
+        raise ValidationError(errors, code="too_costly")
+
+
+def _compile_error_message(detail: dict) -> str:
+    labels = [label.get("text") for label in detail.get("labels", []) if label.get("text")]
+    explanation = f" ({labels[0]})" if labels else ""
+    if detail.get("line") is None:
+        return f"The YARA rules do not compile: {detail.get('title')}{explanation}."
+    return (
+        f"The YARA rules do not compile: line {detail.get('line')}, column "
+        f"{detail.get('column')}: {detail.get('title')}{explanation}."
+    )
+
+
+def _compile_yara(source: str) -> list[str]:
+    """The compiler's error messages (none when the rules compile), from a child process that
+    may use YARA_COMPILE_SECONDS and YARA_COMPILE_MEMORY and is killed when it runs over."""
+    too_slow = ValidationError(
+        f"The YARA rules took more than {YARA_COMPILE_SECONDS} seconds to compile and were "
+        f"stopped: {_YARA_RULES_EXPECTED} (fewer regular expressions, fewer xor or base64 "
+        "strings).",
+        code="too_slow",
+    )
+    command = [
+        sys.executable,
+        "-I",
+        str(_YARA_CHILD),
+        str(YARA_COMPILE_SECONDS),
+        str(YARA_COMPILE_MEMORY),
+    ]
+    try:
+        # The child gets no environment: nothing of the portal's secrets is in reach of the rules.
+        child = subprocess.run(  # noqa: S603 (our own interpreter, script and numbers)
+            command,
+            input=source.encode(),
+            capture_output=True,
+            timeout=YARA_COMPILE_SECONDS,
+            env={},
+            check=False,
         )
-    return messages or [f"The YARA rules do not compile: {error}"]
+    except subprocess.TimeoutExpired:
+        raise too_slow from None
+    except OSError as error:
+        raise ValidationError(
+            f"The YARA rules could not be checked ({error.strerror}): try again in a minute.",
+            code="unchecked",
+        ) from None
+    if child.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+        raise too_slow
+    if (
+        child.returncode in (_YARA_CHILD_OUT_OF_MEMORY, -signal.SIGABRT)
+        or b"memory allocation" in child.stderr
+    ):
+        raise ValidationError(
+            f"The YARA rules needed more than {YARA_COMPILE_MEMORY // 1_048_576:,} MB of memory "
+            f"to compile and were stopped: {_YARA_RULES_EXPECTED}.",
+            code="too_large",
+        )
+    try:
+        errors = json.loads(child.stdout)["errors"]
+    except (ValueError, KeyError, TypeError):
+        raise ValidationError(
+            f"The YARA rules could not be checked (the compiler stopped with status "
+            f"{child.returncode}): try again, or {_YARA_RULES_EXPECTED}.",
+            code="unchecked",
+        ) from None
+    return [_compile_error_message(detail) for detail in errors]
 
 
 def validate_yara_rules(data: UploadedFile | bytes) -> str:
-    """The source of a YARA rule file under 1 MB that compiles."""
+    """The source of a YARA rule file under 1 MB that compiles within bounded time and memory:
+    counted first (MAX_YARA_*), then compiled in a child process (YARA_COMPILE_*), with
+    `include` disabled so that no file of the portal's own disk is read."""
     source = read_text(data, what="The rule file", expected="YARA rules as UTF-8 text")
     if not source.strip():
         raise ValidationError("The rule file is empty: expected YARA rules.", code="required")
-    # An `include` would read files from the portal's own disk and echo them in errors.
-    compiler = yara_x.Compiler(includes_enabled=False)
-    try:
-        compiler.add_source(source)
-        compiler.build()
-    except yara_x.CompileError as error:
-        raise ValidationError(_compile_error_messages(compiler, error), code="invalid") from None
+    # Approvers read the rules on the request's page.
+    refuse_invisible(source, what="The rule file")
+    _refuse_costly_yara(source)
+    errors = _compile_yara(source)
+    if errors:
+        raise ValidationError(errors, code="invalid")
     return source

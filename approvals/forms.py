@@ -163,6 +163,9 @@ def register(key: str) -> Callable[[type[ActionForm]], type[ActionForm]]:
             field.label = parameter.label
             field.help_text = parameter.help
             field.required = field.widget.is_required = parameter.required
+            if isinstance(field, forms.CharField):
+                # Approvers read every typed value: none may hide or reorder characters.
+                field.validators.append(validators.refuse_invisible)
             fields[parameter.name] = field
         fields["submission_token"] = form_class.base_fields["submission_token"]
         form_class.base_fields = fields
@@ -226,7 +229,9 @@ def _scope_target(value: str) -> Target:
         pass
     try:
         return Target("account", validators.validate_account(value))
-    except ValidationError:
+    except ValidationError as error:
+        if error.code == "look_alike":
+            raise
         raise ValidationError(
             f"`{shown(value)}` is neither an endpoint nor an account: expected a hostname, "
             "an IP address or an agent GUID, or an account as user@domain, DOMAIN\\user or "
@@ -492,6 +497,7 @@ class RunYaraRulesForm(ActionForm):
 
     def clean_rule_file(self) -> dict:
         upload = self.cleaned_data["rule_file"]
+        validators.refuse_invisible(upload.name)
         source = validators.validate_yara_rules(upload)
         upload.seek(0)
         data = upload.read()

@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from actions.validators import read_text
+from actions.validators import read_text, refuse_invisible
 from audit.context import AuditContext
 from responseportal.access import get_membership
 from responseportal.models import Role
@@ -56,7 +56,7 @@ class ScriptUploadForm(forms.Form):
                 "printable text on one line.",
                 code="invalid",
             )
-        return name
+        return refuse_invisible(name)
 
     def clean_file(self) -> ScriptFile:
         upload = self.cleaned_data["file"]
@@ -68,9 +68,12 @@ class ScriptUploadForm(forms.Form):
                 "(PowerShell) or .sh (Bash) file.",
                 code="extension",
             )
+        refuse_invisible(upload.name)
         content = read_text(upload, what="The script", expected="a text script saved as UTF-8")
         if not content.strip():
             raise ValidationError("The script is empty: expected its code.", code="empty")
+        # A bidirectional override in code shows one program and runs another (Trojan Source).
+        refuse_invisible(content, what="The script")
         return ScriptFile(file_name=upload.name, language=language, content=content)
 
     def clean(self):
