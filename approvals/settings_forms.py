@@ -45,6 +45,15 @@ def parse_endpoint_csv(data: UploadedFile | bytes) -> list[str]:
     names each bad row by its line number.
     """
     text = read_text(data, what="The file", expected=CSV_EXPECTED)
+    # Checking a value costs up to 0.1 ms: a 1 MB file of 100,000 different bad rows took 9 s.
+    # A file that may be imported has no more different rows than endpoints and a header.
+    rows = len({line.strip().lower() for line in text.splitlines()} - {""})
+    if rows > MAX_SCOPE_ENDPOINTS + 1:
+        raise ValidationError(
+            f"The file has {rows:,} different rows: expected at most "
+            f"{MAX_SCOPE_ENDPOINTS:,} endpoints.",
+            code="too_many",
+        )
 
     endpoints: dict[str, None] = {}
     errors: list[str] = []
