@@ -1,5 +1,6 @@
 """A real `celery worker` process against Redis and PostgreSQL: approved work runs, a killed
-worker loses nothing, and a broker outage strands nothing.
+worker loses nothing (its request resumes once its heartbeat stops), and a broker outage
+strands nothing: neither the requests nor their e-mails and webhook calls.
 
 Needs PostgreSQL (the worker is another process: it must see the test's committed rows) and
 Redis (`TEST_REDIS_URL`, a database other than 0). Without them the tests skip on a laptop and
@@ -8,14 +9,19 @@ end, so two runs sharing one Redis database never take each other's messages.
 """
 
 import contextlib
+import email
+import json
 import os
 import signal
+import socketserver
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import timedelta
+from email.policy import default
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -23,16 +29,26 @@ import kombu.pools
 import pytest
 import redis
 from django.db import connection
+from django.utils import timezone
 
 from actions.models import ResponseAction
 from actions.sync import sync_catalog
 from approvals import services
 from approvals.execution import steps as execution
-from approvals.models import ExecutorCall, RequestStatus, TargetStatus
+from approvals.execution import tasks
+from approvals.models import (
+    ApprovalSettings,
+    ExecutorCall,
+    Notification,
+    RequestStatus,
+    TargetStatus,
+)
 from responseportal.celery import app
 
 from .approvals_helpers import submit
 from .conftest import IN_CI
+from .test_notification_webhook import Receiver, use_webhook
+from .test_notification_webhook import receiver as receiver  # a fixture
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
@@ -80,6 +96,11 @@ def requires_redis():
     yield REDIS_URL
     for key in client.scan_iter(match=f"*{QUEUE}*"):
         client.delete(key)
+    # A killed worker's unacknowledged messages wait in kombu's shared hash; drop this run's.
+    for tag, message in client.hgetall("unacked").items():
+        if QUEUE.encode() in message:
+            client.hdel("unacked", tag)
+            client.zrem("unacked_index", tag)
     client.close()
 
 
@@ -130,7 +151,7 @@ def worker_database_url() -> str:
 class Worker:
     """`celery -A responseportal worker` in a process group of its own, logging to a file."""
 
-    def __init__(self, name: str, *, delay: float):
+    def __init__(self, name: str, *, delay: float, **settings: str):
         self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in stop())
             prefix=f"celery-{name}-", suffix=".log", delete=False
         )
@@ -146,6 +167,7 @@ class Worker:
             "RESPONSE_EXECUTOR": "simulated",
             "SIMULATED_EXECUTOR_DELAY": str(delay),
             "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
+            **settings,
         }
         self.process = subprocess.Popen(
             [
@@ -203,8 +225,8 @@ def workers(catalog, broker):
     """Start workers with `workers(name, delay=...)`; every one is killed at the end."""
     started: list[Worker] = []
 
-    def start(name: str, *, delay: float = 0) -> Worker:
-        worker = Worker(name, delay=delay)
+    def start(name: str, *, delay: float = 0, **settings: str) -> Worker:
+        worker = Worker(name, delay=delay, **settings)
         started.append(worker)
         return worker
 
@@ -269,8 +291,21 @@ def test_a_worker_runs_approved_requests_to_their_outcome(workers, acme, operato
     assert "Traceback" not in worker.output()
 
 
-def test_a_worker_killed_mid_execution_loses_nothing(workers, acme, operator, admin):
-    first = workers("doomed", delay=1.0)
+# The heartbeat, scaled down from the defaults (every 10 s, silent 60 s, beat every 60 s).
+HEARTBEAT = {
+    "EXECUTION_HEARTBEAT_INTERVAL": "0.5",
+    "EXECUTION_HEARTBEAT_TIMEOUT": "2",
+    # Redis would hand the message back after an hour: only the heartbeat can resume it here.
+    "CELERY_VISIBILITY_TIMEOUT": "3600",
+}
+SILENT = timedelta(seconds=2)
+BEAT_PERIOD = 1.0
+
+
+def test_a_worker_killed_mid_execution_resumes_once_its_heartbeat_stops(
+    workers, acme, operator, admin, record_property
+):
+    first = workers("doomed", delay=1.0, **HEARTBEAT)
     request = approve(acme, operator, admin, ["ws-1", "ws-2", "ws-3", "ws-4"])
     wait_for(
         lambda: request.targets.filter(status=TargetStatus.SUCCESSFUL).exists(),
@@ -280,16 +315,25 @@ def test_a_worker_killed_mid_execution_loses_nothing(workers, acme, operator, ad
     )
 
     first.kill()
+    killed, killed_at = time.monotonic(), timezone.now()
 
     assert status_of(request) == RequestStatus.IN_PROGRESS
     done_before = set(
         request.targets.filter(status=TargetStatus.SUCCESSFUL).values_list("value", flat=True)
     )
     assert 1 <= len(done_before) < 4
-    # The message was delivered and never acknowledged: once its visibility timeout has
-    # passed, Redis gives it to the next worker that asks.
-    time.sleep(VISIBILITY_TIMEOUT + 0.5)
-    second = workers("successor", delay=0.2)
+    second = workers("successor", delay=0.2, **HEARTBEAT)
+    second.wait_until_ready()
+    # Beat's dispatch_stranded, every BEAT_PERIOD instead of every minute.
+    resumed_after = None
+    deadline = killed + 60
+    while time.monotonic() < deadline and resumed_after is None:
+        execution.redispatch_stranded(silent=SILENT)
+        if request.events.filter(verb="execution.resumed").exists():
+            resumed_after = time.monotonic() - killed
+        else:
+            time.sleep(BEAT_PERIOD)
+    assert resumed_after is not None, f"not resumed 60 s after the kill:\n{second.output()}"
 
     wait_for(
         lambda: status_of(request) == RequestStatus.SUCCESSFUL,
@@ -297,12 +341,29 @@ def test_a_worker_killed_mid_execution_loses_nothing(workers, acme, operator, ad
         "the successor to finish the request",
         second,
     )
+    resumed_after = (
+        request.events.get(verb="execution.resumed").timestamp - killed_at
+    ).total_seconds()
+    finished_after = (status_of(request) and request.finished_at - killed_at).total_seconds()
+    record_property("resumed_seconds_after_kill", round(resumed_after, 2))
+    record_property("finished_seconds_after_kill", round(finished_after, 2))
+    print(
+        f"\nkilled mid-run: resumed after {resumed_after:.1f} s, finished after "
+        f"{finished_after:.1f} s (heartbeat 0.5 s, silent 2 s, beat every 1 s)"
+    )
 
     assert effects(request) == {"ws-1": 1, "ws-2": 1, "ws-3": 1, "ws-4": 1}
     assert set(ExecutorCall.objects.values_list("idempotency_key", flat=True)) == {request.uuid}
     assert request.execution_attempts == 2
     verbs = list(request.events.order_by("id").values_list("verb", flat=True))
-    assert verbs[-3:] == ["execution.started", "execution.resumed", "execution.succeeded"]
+    assert verbs[-4:] == [
+        "execution.started",
+        "execution.redispatched",
+        "execution.resumed",
+        "execution.succeeded",
+    ]
+    redispatched = request.events.get(verb="execution.redispatched")
+    assert redispatched.data["silent_seconds"] >= 2
     resumed = request.events.get(verb="execution.resumed")
     assert resumed.data["targets_left"] == 4 - len(done_before)
 
@@ -337,3 +398,108 @@ def test_an_approval_while_redis_is_down_runs_once_redis_is_back(
     )
     assert effects(request) == {"ws-1": 1}
     assert request.events.filter(verb="execution.redispatched").count() == 1
+
+
+class SmtpSink(socketserver.StreamRequestHandler):
+    """Just enough SMTP for Django's backend: every message it is given, kept in `received`."""
+
+    received: list = []
+
+    def reply(self, line: str) -> None:
+        self.wfile.write(f"{line}\r\n".encode())
+
+    def handle(self) -> None:
+        self.reply("220 sink")
+        while line := self.rfile.readline():
+            verb = line[:4].upper()
+            if verb in {b"EHLO", b"HELO"}:
+                self.reply("250 sink")
+            elif verb == b"DATA":
+                self.reply("354 go on")
+                data = []
+                while (line := self.rfile.readline()) not in {b".\r\n", b""}:
+                    data.append(line[1:] if line.startswith(b"..") else line)
+                SmtpSink.received.append(email.message_from_bytes(b"".join(data), policy=default))
+                self.reply("250 kept")
+            elif verb == b"QUIT":
+                self.reply("221 bye")
+                return
+            else:
+                self.reply("250 ok")
+
+
+@pytest.fixture
+def smtp():
+    SmtpSink.received = []
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), SmtpSink)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_notifications_of_an_outage_are_all_delivered_once_the_broker_is_back(
+    workers, acme, operator, admin, smtp, receiver, record_property
+):
+    """Approvals while Redis is down: every e-mail and webhook call arrives once it is back."""
+    approval_settings = ApprovalSettings.for_organization(acme)
+    approval_settings.notify_emails = ["soc@acme.example"]
+    approval_settings.save()
+    use_webhook(acme, receiver)
+    use_broker(UNREACHABLE_REDIS)
+
+    requests = [submit(acme, operator, endpoints=[f"ws-{n}"]) for n in range(3)]
+    services.approve_request(requests[0].pk, actor=admin)
+    services.approve_request(requests[1].pk, actor=admin)
+    services.reject_request(requests[2].pk, actor=admin, reason="Not this one")
+
+    assert SmtpSink.received == [] and Receiver.calls == []
+    assert Notification.objects.filter(sent_at__isnull=True, attempts=0).count() == 6
+
+    use_broker(REDIS_URL)
+    worker = workers(
+        "after-outage",
+        EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+        EMAIL_HOST="127.0.0.1",
+        EMAIL_PORT=str(smtp),
+        NOTIFY_WEBHOOK_ALLOW_PRIVATE="true",
+        EXECUTION_REDISPATCH_AFTER="0",
+    )
+    worker.wait_until_ready()
+    back = time.monotonic()
+    # Past the workers' 30 s head start, beat's next run finds them all due.
+    Notification.objects.update(next_attempt_at=timezone.now())
+    tasks.deliver_notifications.delay()
+    tasks.dispatch_stranded.delay()
+
+    wait_for(
+        lambda: Notification.objects.filter(sent_at__isnull=False).count() == 8,
+        60,
+        "the six notifications of the outage and the two of the outcomes",
+        worker,
+    )
+    took = time.monotonic() - back
+    record_property("outage_notifications_delivered_seconds", round(took, 2))
+    print(f"\nafter the outage: 8 notifications delivered {took:.1f} s after the broker was back")
+
+    subject = "[Response Portal] {}: Isolate Endpoint in Acme Corporation".format
+    expected = sorted(
+        [("acme-admin@example.com", subject("Approval needed"))] * 3
+        + [("soc@acme.example", subject("Approval needed"))] * 3
+        + [("operator@example.com", subject("Approved"))] * 2
+        + [("operator@example.com", subject("Rejected"))]
+        + [("operator@example.com", subject("Successful"))] * 2
+    )
+    time.sleep(1)  # anything sent twice would have arrived by now
+    assert sorted((m["To"], m["Subject"]) for m in SmtpSink.received) == expected
+    events = sorted(json.loads(body)["event"] for _, body in Receiver.calls)
+    assert events == sorted(["pending"] * 3 + ["approved"] * 2 + ["rejected"] + ["finished"] * 2)
+    assert [status_of(r) for r in requests] == [
+        RequestStatus.SUCCESSFUL,
+        RequestStatus.SUCCESSFUL,
+        RequestStatus.REJECTED,
+    ]
+    assert set(Notification.objects.values_list("attempts", flat=True)) == {1}
+    assert "Traceback" not in worker.output()
