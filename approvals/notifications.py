@@ -40,7 +40,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from actions.validators import shown, validate_url
-from responseportal.http import OPENER, SIGNATURE_HEADER, outbound_url_problem, sign
+from responseportal.http import (
+    SIGNATURE_HEADER,
+    masked_url,
+    open_outbound,
+    outbound_url_problem,
+    sign,
+)
 from responseportal.models import Membership, Role
 
 from .models import ActionRequest, ApprovalSettings, Notification
@@ -79,7 +85,7 @@ KINDS = {
 # delivery takes it as its own; then the waits between attempts double up to an hour.
 FIRST_RETRY_AFTER = timedelta(seconds=30)
 LONGEST_WAIT = timedelta(hours=1)
-# About six hours of attempts; then the notification stays unsent, with its last error.
+# About five hours of attempts; then the notification stays unsent, with its last error.
 MAX_ATTEMPTS = 12
 # How many the periodic delivery takes in one run; the next run takes the rest.
 BATCH = 200
@@ -345,7 +351,8 @@ def webhook_payload(kind: str, action_request: ActionRequest) -> bytes:
 def send_webhook(kind: str, request_id: int) -> int | None:
     """POST the `kind` notice to the organization's webhook; its HTTP status, None if none set.
 
-    An HTTP error answer is returned as its status; a network failure raises, to be retried.
+    An HTTP error answer is returned as its status; a network failure raises, to be retried,
+    and so does an address the portal may not call (OutboundRefused, which names no secret).
     """
     action_request = ActionRequest.objects.select_related(
         "organization", "action", "requester", "decided_by"
@@ -363,10 +370,13 @@ def send_webhook(kind: str, request_id: int) -> int | None:
         headers[SIGNATURE_HEADER] = sign(body, settings.NOTIFY_WEBHOOK_SECRET)
     call = urllib.request.Request(url, data=body, method="POST", headers=headers)  # noqa: S310
     try:
-        with OPENER.open(call, timeout=settings.NOTIFY_WEBHOOK_TIMEOUT) as response:
+        # Resolves the host now and refuses (OutboundRefused) an address inside the network.
+        with open_outbound(call, timeout=settings.NOTIFY_WEBHOOK_TIMEOUT) as response:
             return response.status
     except urllib.error.HTTPError as error:
         if error.code >= 500:
             raise
-        logger.warning("The webhook of %s refused the %s notice: HTTP %s.", url, kind, error.code)
+        logger.warning(
+            "The webhook of %s refused the %s notice: HTTP %s.", masked_url(url), kind, error.code
+        )
         return error.code
