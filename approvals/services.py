@@ -18,6 +18,7 @@ from django.utils import timezone
 from actions.models import ResponseAction
 from audit.chain import record
 from audit.context import SYSTEM, AuditContext
+from responseportal.http import masked_url
 from responseportal.models import Organization, Role
 
 from . import notifications
@@ -408,6 +409,10 @@ def update_approval_settings(
                 context=context,
             )
         if changes:
+            if "notify_webhook_url" in changes:  # often a secret: the log keeps its host only
+                changes["notify_webhook_url"] = {
+                    when: masked_url(url) for when, url in changes["notify_webhook_url"].items()
+                }
             record(
                 organization,
                 "settings.changed",

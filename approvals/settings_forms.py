@@ -12,6 +12,7 @@ from django.core.validators import EmailValidator
 
 from actions.models import Category, ResponseAction
 from actions.validators import MAX_LISTED_ERRORS, read_text, shown, validate_endpoint
+from responseportal.http import masked_url
 
 from .models import ApprovalSettings, ScopeMode
 from .notifications import validate_webhook_url
@@ -264,7 +265,10 @@ class ApprovalSettingsForm(forms.Form):
                 "pending_lifetime_hours": settings.pending_lifetime_hours,
                 "remote_shell_validity_hours": settings.remote_shell_validity_hours,
                 "notify_emails": "\n".join(settings.notify_emails),
-                "notify_webhook_url": settings.notify_webhook_url,
+                # Often a secret: only the admins, who may change it, see it in full.
+                "notify_webhook_url": settings.notify_webhook_url
+                if editable
+                else masked_url(settings.notify_webhook_url),
                 "version": settings.version,
             },
         )

@@ -4,12 +4,17 @@ which addresses the portal may call."""
 import functools
 import hashlib
 import hmac
+import http.client
 import ipaddress
+import socket
+import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.http import HttpRequest
+
+from .addresses import ends_in_a_number, inet_aton, is_public, parse_ip
 
 SIGNATURE_HEADER = "X-Response-Portal-Signature"
 
@@ -65,21 +70,140 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 OPENER = urllib.request.build_opener(_NoRedirects)
 
 
+# Names that never reach the public internet (RFC 6761, RFC 8375 and common private suffixes).
+_PRIVATE_NAMES = ("localhost", "local", "internal", "home.arpa", "lan", "intranet", "corp")
+_NOT_PUBLIC = "inside the portal's own network or otherwise not on the public internet"
+
+
+def _ascii_host(url: str) -> str | None:
+    """The URL's host as resolvers see it: IDNA-mapped (fullwidth digits are digits), lower
+    case, without brackets or a trailing dot; None if it has none or cannot be encoded."""
+    try:
+        host = urlsplit(url).hostname or ""
+        if not host.isascii():
+            host = host.encode("idna").decode("ascii")
+    except (UnicodeError, ValueError):
+        return None
+    host = host.lower().removesuffix(".")
+    return host or None
+
+
 def outbound_url_problem(url: str) -> str | None:
     """Why the portal should not call `url` (an absolute URL already checked as one), or None.
 
-    Only https addresses on the public internet: an address inside the portal's own network
-    would let whoever sets it make the server call its neighbours. NOTIFY_WEBHOOK_ALLOW_PRIVATE
-    (on with DEBUG) allows any address, for a demo or a test against a local receiver.
+    Only https addresses on the public internet, in any spelling: an address inside the
+    portal's own network would let whoever sets it make the server call its neighbours, and
+    `[::127.0.0.1]`, `[64:ff9b::7f00:1]`, `0x7f000001` and `127.1` are 127.0.0.1 too. A name
+    is checked again, resolved, when the portal calls it (`open_outbound`).
+    NOTIFY_WEBHOOK_ALLOW_PRIVATE (on with DEBUG) allows any address, for a demo or a test
+    against a local receiver.
     """
     if settings.NOTIFY_WEBHOOK_ALLOW_PRIVATE:
         return None
     parts = urlsplit(url)
-    if parts.scheme != "https":
+    if parts.scheme.lower() != "https":
         return "is not an https address"
-    host = (parts.hostname or "").rstrip(".")
+    host = _ascii_host(url)
+    if host is None:
+        return "has no host name that can be looked up"
+    address = parse_ip(host)
+    if address is not None:
+        return None if is_public(address) else f"points to {address}, {_NOT_PUBLIC}"
+    if ends_in_a_number(host):
+        read_as = inet_aton(host)
+        reading = f"the address {read_as}" if read_as else "an address"
+        return f"names its host by a number, which resolvers read as {reading}"
+    if "." not in host:
+        return f"names a host without a domain, which resolves {_NOT_PUBLIC}"
+    if host.endswith(tuple(f".{suffix}" for suffix in _PRIVATE_NAMES)) or host in _PRIVATE_NAMES:
+        return f"names a host {_NOT_PUBLIC}"
+    return None
+
+
+def masked_url(url: str) -> str:
+    """`url` as everyone but the organization's admins sees it: scheme and host only.
+
+    A webhook URL often carries its secret in the path or the query; its host says where
+    notifications go without letting anyone post to it.
+    """
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    if ":" in host:
+        host = f"[{host}]"
     try:
-        private = not ipaddress.ip_address(host).is_global
+        port = f":{parts.port}" if parts.port else ""
     except ValueError:
-        private = host == "localhost" or host.endswith((".localhost", ".local", ".internal"))
-    return "points inside the portal's own network" if private else None
+        port = ""
+    return f"{parts.scheme}://{host}{port}/…"
+
+
+class OutboundRefused(Exception):
+    """The portal will not call this URL: the message says why, without the URL's secret."""
+
+
+def _pinned_https_handler(host: str, addresses: list[str]) -> urllib.request.HTTPSHandler:
+    """An HTTPS handler that connects to `host` at the `addresses` checked, not at whatever a
+    second lookup would answer (DNS rebinding); certificates are still checked for `host`."""
+
+    def connection(netloc: str, **kwargs) -> http.client.HTTPSConnection:
+        made = http.client.HTTPSConnection(netloc, **kwargs)
+
+        def create_connection(address, timeout=None, source_address=None):
+            if made._tunnel_host:  # through a proxy, which resolves the name itself
+                return socket.create_connection(address, timeout, source_address)
+            error: OSError | None = None
+            for ip in addresses:
+                try:
+                    return socket.create_connection((ip, address[1]), timeout, source_address)
+                except OSError as failure:
+                    error = failure
+            raise error or OSError(f"{host} has no address")
+
+        made._create_connection = create_connection
+        return made
+
+    class PinnedHTTPSHandler(urllib.request.HTTPSHandler):
+        def https_open(self, req):
+            return self.do_open(connection, req, context=self._context)
+
+    return PinnedHTTPSHandler()
+
+
+def resolved_addresses(url: str) -> list[str]:
+    """The addresses `url`'s host resolves to now, if every one is public.
+
+    Raises OutboundRefused when the URL itself is refused or any address is not public (a
+    name may be re-pointed at an inside address after it was saved), and URLError when the
+    name does not resolve, which is worth another try.
+    """
+    problem = outbound_url_problem(url)
+    if problem:
+        raise OutboundRefused(f"{masked_url(url)} {problem}.")
+    host = _ascii_host(url)
+    port = urlsplit(url).port or 443
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as error:
+        raise urllib.error.URLError(error) from error
+    addresses = list(dict.fromkeys(info[4][0] for info in found))
+    for text in addresses:
+        address = ipaddress.ip_address(text)
+        if not is_public(address):
+            raise OutboundRefused(f"{masked_url(url)} resolves to {address}, {_NOT_PUBLIC}.")
+    return addresses
+
+
+def open_outbound(call: urllib.request.Request, *, timeout: float):
+    """`OPENER.open(call)` for a URL an organization gave the portal (its webhook).
+
+    Unless NOTIFY_WEBHOOK_ALLOW_PRIVATE, the host is resolved now and every address checked
+    (OutboundRefused otherwise), and the connection goes to the addresses checked.
+    """
+    if settings.NOTIFY_WEBHOOK_ALLOW_PRIVATE:
+        return OPENER.open(call, timeout=timeout)
+    addresses = resolved_addresses(call.full_url)
+    host = _ascii_host(call.full_url)
+    opener = urllib.request.build_opener(_NoRedirects, _pinned_https_handler(host, addresses))
+    return opener.open(call, timeout=timeout)

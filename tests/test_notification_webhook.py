@@ -100,10 +100,8 @@ def test_an_admin_sets_it_on_the_settings_page_and_it_is_audited(settings, admin
         "https://hooks.example.com/portal"
     )
     change = AuditEvent.objects.get(verb="settings.changed").data
-    assert change["notify_webhook_url"] == {
-        "before": "",
-        "after": "https://hooks.example.com/portal",
-    }
+    # The URL is often a secret: the audit log keeps where it points, not the path.
+    assert change["notify_webhook_url"] == {"before": "", "after": "https://hooks.example.com/…"}
 
 
 def test_a_pending_request_is_posted_as_signed_json(
