@@ -34,6 +34,7 @@ PER_ADDRESS_PER_MINUTE = 10
 OVERALL_PER_MINUTE = 60
 MINUTE = timedelta(minutes=1)
 # Ended windows whose counts one call writes at most, so that no sign-in waits on a backlog.
+# Only a window that counted something beyond its limit has a count to write.
 FLUSH_BATCH = 20
 
 LOCKED_OUT = "locked out"
@@ -163,6 +164,8 @@ def write_ended_counts(batch: int = FLUSH_BATCH) -> int:
     Each in a transaction of its own; a tally another worker holds is left to it."""
     now = timezone.now()
     written = 0
+    # Nothing to write for these; a tally reopened meanwhile no longer matches.
+    AuditTally.objects.filter(window_end__lte=now, counted=0).delete()
     keys = list(
         AuditTally.objects.filter(window_end__lte=now)
         .order_by("window_end")
