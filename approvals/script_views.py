@@ -49,14 +49,14 @@ class ScriptUploadForm(forms.Form):
         self.helper.form_tag = False
 
     def clean_name(self) -> str:
-        name = self.cleaned_data["name"]
+        name = refuse_invisible(self.cleaned_data["name"])
         if not name.isprintable():
             raise ValidationError(
                 "The name holds a line break or another control character: expected "
                 "printable text on one line.",
                 code="invalid",
             )
-        return refuse_invisible(name)
+        return name
 
     def clean_file(self) -> ScriptFile:
         upload = self.cleaned_data["file"]
