@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from django.core.exceptions import ValidationError
 
 from actions.validators import validate_endpoint
-from responseportal.addresses import ends_in_a_number, inet_aton, parse_ip
+from responseportal.addresses import ends_in_a_number, inet_aton
 
 HOSTNAME = "host name"
 IPV4 = "IPv4 address"
@@ -60,9 +60,11 @@ def readings(endpoint: str) -> tuple[Identity, ...]:
         if address is not None:
             return (Identity(IPV4, str(address)),)
         return (Identity(UNREADABLE, text.lower()),)
-    address = parse_ip(canonical)
-    if address is not None:
-        return (Identity(IPV4 if address.version == 4 else IPV6, canonical),)
+    # The canonical forms tell the kinds apart: no host name has a colon or ends in a number.
+    if ":" in canonical:
+        return (Identity(IPV6, canonical),)
+    if ends_in_a_number(canonical):
+        return (Identity(IPV4, canonical),)
     try:
         guid = str(uuid.UUID(canonical))
     except ValueError:
