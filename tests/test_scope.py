@@ -6,9 +6,11 @@ import random
 from types import SimpleNamespace
 
 import pytest
+from django.core.exceptions import ValidationError
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from actions.validators import validate_endpoint
 from approvals.decision import decide
 from approvals.models import ActionRequest, ApprovalMode, ApprovalSettings, RequestStatus, ScopeMode
 from approvals.scope import inside_selected, outside_exceptions
@@ -135,6 +137,18 @@ class TestAnySpellingGivesTheSameDecision:
         settings = with_exceptions(*written)
         for spelling in ipv4_spellings(target):
             assert mode(settings, spelling) == expected, spelling
+
+    @PROPERTIES
+    @given(address=ipv4)
+    def test_the_request_form_files_every_ipv6_spelling_as_the_address_and_refuses_numbers(
+        self, address
+    ):
+        for spelling in ipv4_spellings(address):
+            if ":" in spelling or spelling == str(address):
+                assert validate_endpoint(spelling) == str(address), spelling
+            else:  # a number where a name belongs: refused, naming the address it stands for
+                with pytest.raises(ValidationError, match=f" as the IP address {address}:"):
+                    validate_endpoint(spelling)
 
     @PROPERTIES
     @given(target=ipv4, listed=st.lists(ipv4, min_size=1, max_size=5), include=st.booleans())
