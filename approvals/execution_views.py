@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from audit.context import AuditContext
 from responseportal.models import Role
 
+from .decision_forms import EndSessionForm, problems
 from .execution import steps as execution
 from .icons import STATUS_ICONS, TARGET_ICONS
 from .lookups import get_request_for
@@ -69,11 +70,16 @@ def request_status(request: HttpRequest, slug: str, uuid: uuid_module.UUID) -> J
 def end_session(request: HttpRequest, slug: str, uuid: uuid_module.UUID) -> HttpResponse:
     """An admin ends an active remote shell session now, giving a reason."""
     _, action_request = get_request_for(request.user, slug, uuid, roles=[Role.ADMIN])
+    form = EndSessionForm(request.POST)
+    if not form.is_valid():
+        for problem in problems(form):
+            messages.error(request, problem)
+        return redirect("request_detail", slug, action_request.uuid)
     try:
         execution.end_remote_shell(
             action_request.pk,
             actor=request.user,
-            reason=request.POST.get("reason", ""),
+            reason=form.cleaned_data["reason"],
             context=AuditContext.from_request(request),
         )
     except TransitionRefused as refusal:

@@ -21,6 +21,7 @@ from responseportal.models import Role
 
 from . import services
 from .decision import decide
+from .decision_forms import APPROVE, REJECT, ApproveForm, BulkDecisionForm, RejectForm, problems
 from .forms import form_for
 from .lookups import get_request_for
 from .models import ActionRequest, ApprovalMode, ApprovalSettings, RequestStatus, RequestTarget
@@ -77,6 +78,8 @@ def new_request(request: HttpRequest, slug: str, key: str) -> HttpResponse:
             )
         except SubmissionRefused as refusal:
             form.add_error(None, refusal.message)
+            if isinstance(refusal, services.TokenReused):
+                form.renew_token()
         else:
             messages.success(request, _submitted_message(created))
             return redirect("request_detail", slug, created.uuid)
@@ -244,8 +247,9 @@ def _parameter_rows(action_request: ActionRequest) -> list[dict]:
     return rows
 
 
-def _back(request: HttpRequest, default: str) -> HttpResponse:
-    target = request.POST.get("next", "")
+def _back(request: HttpRequest, form: forms.Form, default: str) -> HttpResponse:
+    """To the form's `next` page if it is on this site, else to `default`."""
+    target = form.cleaned_data.get("next", "")
     if target and url_has_allowed_host_and_scheme(
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
@@ -253,8 +257,14 @@ def _back(request: HttpRequest, default: str) -> HttpResponse:
     return redirect(default)
 
 
-APPROVE, REJECT = "approve", "reject"
+def _refuse(request: HttpRequest, form: forms.Form) -> None:
+    """Tell why a form was refused; nothing was changed."""
+    for problem in problems(form):
+        messages.error(request, problem)
+
+
 DONE = {APPROVE: "Approved", REJECT: "Rejected"}
+DECISION_FORMS = {APPROVE: (ApproveForm, "comment"), REJECT: (RejectForm, "reason")}
 
 
 def _decide(request: HttpRequest, action_request: ActionRequest, decision: str, text: str):
@@ -278,13 +288,17 @@ def _decide(request: HttpRequest, action_request: ActionRequest, decision: str, 
 def _decide_one(request: HttpRequest, slug: str, uuid: uuid_module.UUID, decision: str):
     """Approve or reject one request from its page."""
     _, action_request = get_request_for(request.user, slug, uuid, roles=[Role.ADMIN])
-    text = request.POST.get("comment" if decision == APPROVE else "reason", "")
-    refusal = _decide(request, action_request, decision, text)
-    if refusal is None:
-        messages.success(request, f"{DONE[decision]}: {action_request.action.name}.")
+    form_class, text = DECISION_FORMS[decision]
+    form = form_class(request.POST)
+    if not form.is_valid():
+        _refuse(request, form)
     else:
-        messages.error(request, refusal)
-    return _back(request, action_request_url(slug, action_request))
+        refusal = _decide(request, action_request, decision, form.cleaned_data[text])
+        if refusal is None:
+            messages.success(request, f"{DONE[decision]}: {action_request.action.name}.")
+        else:
+            messages.error(request, refusal)
+    return _back(request, form, action_request_url(slug, action_request))
 
 
 @login_required
@@ -348,8 +362,9 @@ def queue(request: HttpRequest, slug: str) -> HttpResponse:
     membership = get_membership(request.user, slug, roles=[Role.ADMIN])
     organization = membership.organization
     if request.method == "POST":
-        _decide_many(request, organization)
-        return _back(request, request.get_full_path())
+        form = BulkDecisionForm(request.POST)
+        _decide_many(request, organization, form)
+        return _back(request, form, request.get_full_path())
     filters = QueueFilter(request.GET or None)
     action_requests = filters.apply(_listing(organization))
     return render(
@@ -364,25 +379,17 @@ def queue(request: HttpRequest, slug: str) -> HttpResponse:
     )
 
 
-def _decide_many(request: HttpRequest, organization) -> None:
+def _decide_many(request: HttpRequest, organization, form: BulkDecisionForm) -> None:
     """Approve or reject every selected request; each succeeds or fails on its own."""
-    decision = request.POST.get("decision")
-    reason = request.POST.get("reason", "").strip()
-    chosen = []
-    for value in request.POST.getlist("requests"):
-        try:
-            chosen.append(uuid_module.UUID(value))
-        except ValueError:
-            messages.error(request, f"`{value[:40]}` is not a request ID; it was skipped.")
-    if decision not in DONE:
-        messages.error(request, "Choose Approve selected or Reject selected.")
+    valid = form.is_valid()
+    for skipped in form.skipped:
+        messages.error(request, skipped)
+    if not valid:
+        _refuse(request, form)
         return
-    if not chosen:
-        messages.error(request, "Select at least one request first.")
-        return
-    if decision == REJECT and not reason:
-        messages.error(request, services.REASON_REQUIRED)
-        return
+    decision, reason, chosen = (
+        form.cleaned_data[name] for name in ("decision", "reason", "requests")
+    )
     found = {
         r.uuid: r
         for r in ActionRequest.objects.filter(organization=organization, uuid__in=chosen)
