@@ -104,12 +104,14 @@ def submit_request(
 ) -> ActionRequest:
     """Create a request, approved at once or pending; refused ones raise SubmissionRefused.
 
-    The same `submission_token` submitted twice (a double click) returns the first request.
+    The same `submission_token` submitted twice (a double click) returns the first request;
+    a token that made another user's request, or one in another organization or of another
+    action, is refused with TokenReused.
     """
     if submission_token is not None:
         existing = ActionRequest.objects.filter(submission_token=submission_token).first()
-        if existing is not None and existing.requester_id == actor.pk:
-            return existing
+        if existing is not None:
+            return _resubmitted(existing, organization, action, actor)
     try:
         with transaction.atomic():
             return _create_request(
@@ -124,10 +126,32 @@ def submit_request(
                 context=context,
             )
     except IntegrityError:
+        # The same token submitted at the same moment: the unique constraint chose a winner.
         existing = ActionRequest.objects.filter(submission_token=submission_token).first()
-        if submission_token is None or existing is None or existing.requester_id != actor.pk:
+        if submission_token is None or existing is None:
             raise
+        return _resubmitted(existing, organization, action, actor)
+
+
+class TokenReused(SubmissionRefused):
+    """The form's submission token already made a request that is not this form's."""
+
+
+def _resubmitted(existing: ActionRequest, organization, action, actor) -> ActionRequest:
+    """The request that this same form (a double click) created; TokenReused if the token
+    comes from another user's form, another organization's, or another action's."""
+    if existing.requester_id != actor.pk:
+        where = "by another user"
+    elif existing.organization_id != organization.pk:
+        where = "in another organization"
+    elif existing.action_id != action.pk:
+        where = "for another action"
+    else:
         return existing
+    raise TokenReused(
+        f"This form's submission token was already used {where}, so nothing was created. "
+        "The form now has a fresh token: submit it again to create this request."
+    )
 
 
 def _create_request(
@@ -337,6 +361,13 @@ class StaleSettings(TransitionRefused):
     """The settings changed since the form was opened."""
 
 
+def _stale(settings: ApprovalSettings) -> StaleSettings:
+    return StaleSettings(
+        "Someone changed these settings after you opened the page "
+        f"(at {when(settings.updated_at)}). Review the current settings and save again."
+    )
+
+
 def settings_problem(settings: ApprovalSettings) -> str:
     """What makes these settings unusable, or "" if nothing does."""
     if settings.auto_approval_enabled and not settings.auto_approved_actions:
@@ -371,10 +402,7 @@ def update_approval_settings(
             organization=organization
         ).first() or ApprovalSettings.for_organization(organization)
         if settings.version != version:
-            raise StaleSettings(
-                "Someone changed these settings after you opened the page "
-                f"(at {when(settings.updated_at)}). Review the current settings and save again."
-            )
+            raise _stale(settings)
         changes = {
             name: {"before": getattr(settings, name), "after": values[name]}
             for name in SETTINGS_FIELDS
@@ -393,7 +421,16 @@ def update_approval_settings(
         if problem:
             raise TransitionRefused(problem)
         settings.version += 1
-        settings.save()
+        if settings.pk is None:
+            # The first save has no row to lock: of two admins saving at once, the unique
+            # organization keeps one, and the other is told as on any later save.
+            try:
+                with transaction.atomic():
+                    settings.save()
+            except IntegrityError:
+                raise _stale(ApprovalSettings.objects.get(organization=organization)) from None
+        else:
+            settings.save()
         for name, (before, after) in imports.items():
             record(
                 organization,
