@@ -95,11 +95,6 @@ class ActionForm(forms.Form):
         self.helper = FormHelper()
         self.helper.form_tag = False
 
-    def renew_token(self) -> None:
-        """Show the form again with a fresh token, its own having made another request."""
-        self.data = self.data.copy()
-        self.data["submission_token"] = str(uuid.uuid4())
-
     @classmethod
     def definition(cls) -> catalog.ActionDefinition:
         return catalog.BY_KEY[cls.action_key]

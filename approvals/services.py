@@ -104,14 +104,15 @@ def submit_request(
 ) -> ActionRequest:
     """Create a request, approved at once or pending; refused ones raise SubmissionRefused.
 
-    The same `submission_token` submitted twice (a double click) returns the first request;
-    a token that made another user's request, or one in another organization or of another
-    action, is refused with TokenReused.
+    The same `submission_token` submitted twice (a double click) returns the first request.
+    A token counts per user, organization and action: the same token from another operator,
+    or in another organization's or action's form, makes that submission's own request.
     """
-    if submission_token is not None:
-        existing = ActionRequest.objects.filter(submission_token=submission_token).first()
+    key = _submission_key(submission_token, actor, organization, action)
+    if key is not None:
+        existing = ActionRequest.objects.filter(submission_token=key).first()
         if existing is not None:
-            return _resubmitted(existing, organization, action, actor)
+            return existing
     try:
         with transaction.atomic():
             return _create_request(
@@ -122,36 +123,23 @@ def submit_request(
                 targets=targets,
                 endpoints=endpoints,
                 summary=summary,
-                submission_token=submission_token,
+                submission_token=key,
                 context=context,
             )
     except IntegrityError:
-        # The same token submitted at the same moment: the unique constraint chose a winner.
-        existing = ActionRequest.objects.filter(submission_token=submission_token).first()
-        if submission_token is None or existing is None:
+        # The same form submitted twice at the same moment: the unique key chose one.
+        existing = ActionRequest.objects.filter(submission_token=key).first()
+        if key is None or existing is None:
             raise
-        return _resubmitted(existing, organization, action, actor)
-
-
-class TokenReused(SubmissionRefused):
-    """The form's submission token already made a request that is not this form's."""
-
-
-def _resubmitted(existing: ActionRequest, organization, action, actor) -> ActionRequest:
-    """The request that this same form (a double click) created; TokenReused if the token
-    comes from another user's form, another organization's, or another action's."""
-    if existing.requester_id != actor.pk:
-        where = "by another user"
-    elif existing.organization_id != organization.pk:
-        where = "in another organization"
-    elif existing.action_id != action.pk:
-        where = "for another action"
-    else:
         return existing
-    raise TokenReused(
-        f"This form's submission token was already used {where}, so nothing was created. "
-        "The form now has a fresh token: submit it again to create this request."
-    )
+
+
+def _submission_key(token: uuid.UUID | None, actor, organization, action) -> uuid.UUID | None:
+    """What is stored for a form's token: derived from it and from who submits it where, so
+    that one token can never name another user's, organization's or action's request."""
+    if token is None:
+        return None
+    return uuid.uuid5(token, f"{actor.pk}/{organization.pk}/{action.key}")
 
 
 def _create_request(

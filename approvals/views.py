@@ -78,8 +78,6 @@ def new_request(request: HttpRequest, slug: str, key: str) -> HttpResponse:
             )
         except SubmissionRefused as refusal:
             form.add_error(None, refusal.message)
-            if isinstance(refusal, services.TokenReused):
-                form.renew_token()
         else:
             messages.success(request, _submitted_message(created))
             return redirect("request_detail", slug, created.uuid)

@@ -36,7 +36,7 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 
-from approvals.models import ActionRequest, ApprovalSettings
+from approvals.models import ActionRequest, ApprovalSettings, RequestTarget
 from audit.models import AuditEvent
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -265,10 +265,12 @@ def request_path(uuid_: str, what: str = "") -> str:
 
 
 def test_the_tables_queried_here_are_the_models_tables():
-    assert [model._meta.db_table for model in (ActionRequest, ApprovalSettings, AuditEvent)] == [
+    models = (ActionRequest, ApprovalSettings, AuditEvent, RequestTarget)
+    assert [model._meta.db_table for model in models] == [
         "approvals_actionrequest",
         "approvals_approvalsettings",
         "approvals_auditevent",
+        "approvals_requesttarget",
     ]
 
 
@@ -405,7 +407,10 @@ def test_a_double_submit_at_once_creates_one_request(portal):
     no_server_errors(answers)
     assert {a.status for a in answers} == {302}
     assert len({a.location for a in answers}) == 1
-    created = "SELECT uuid FROM approvals_actionrequest WHERE submission_token = ?"
-    [(created_uuid,)] = portal.query(created, token.hex)
+    created = (
+        "SELECT r.uuid FROM approvals_actionrequest AS r "
+        "JOIN approvals_requesttarget AS t ON t.request_id = r.id WHERE t.value = ?"
+    )
+    [(created_uuid,)] = portal.query(created, "double.acme.test")
     assert answers[0].location.endswith(f"/requests/{uuid.UUID(created_uuid)}/")
     assert portal.events(created_uuid, "request.submitted") == 1
