@@ -529,8 +529,7 @@ def test_csv_trailing_empty_cells_and_quotes_are_accepted():
 
 def test_csv_value_only_in_the_second_column_is_a_bad_row():
     assert messages_of(b",web-01\n")[1] == (
-        "Line 1: the first column is empty: expected the hostname, IP address or agent GUID "
-        "there."
+        "Line 1: the first column is empty: expected the hostname, IP address or agent GUID there."
     )
 
 
@@ -552,9 +551,8 @@ def test_csv_urn_guid_is_a_bad_row():
 def test_csv_formulas_and_malformed_values_are_bad_rows(value):
     messages = messages_of(f"ok.example.com\n{value}\n".encode())
     assert messages[1].startswith("Line 2: `")
-    assert "is not an endpoint: expected a hostname, an IP address or an agent GUID" in (
-        messages[1]
-    )
+    expected = "is not an endpoint: expected a hostname, an IP address or an agent GUID"
+    assert expected in messages[1]
 
 
 def test_csv_lists_at_most_10_bad_rows():
