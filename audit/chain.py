@@ -181,20 +181,6 @@ class AuditLogJammed(TransitionRefused, PermissionDenied):
     Views that catch TransitionRefused show the message; any other page answers 403 with it.
     """
 
-    def __init__(self, chain: str, head: AuditChainHead, found: AuditEvent | None):
-        self.chain = chain
-        where = (
-            f"event {found.pk} at sequence {found.sequence}"
-            if found is not None
-            else f"an event at sequence {head.last_sequence + 1}"
-        )
-        super().__init__(
-            f"Nothing was changed: the audit log cannot record it. Chain {chain} has {where}, "
-            f"beyond its last recorded event (sequence {head.last_sequence}), that the portal "
-            "did not write. The operators have been alerted; `manage.py verify_audit_log` "
-            "names the event."
-        )
-
 
 def _refuse_jammed(head: AuditChainHead) -> None:
     """Raise AuditLogJammed, with an alert, if the chain has an event beyond its head."""
@@ -205,7 +191,6 @@ def _refuse_jammed(head: AuditChainHead) -> None:
     )
     if found is None:
         return
-    jammed = AuditLogJammed(head.chain, head, found)
     logger.critical(
         "Audit chain %s is jammed: event %s at sequence %s lies beyond its head (sequence %s). "
         "Every change that records an event in this chain is refused until it is resolved.",
@@ -214,7 +199,12 @@ def _refuse_jammed(head: AuditChainHead) -> None:
         found.sequence,
         head.last_sequence,
     )
-    raise jammed
+    raise AuditLogJammed(
+        f"Nothing was changed: the audit log cannot record it. Chain {head.chain} has event "
+        f"{found.pk} at sequence {found.sequence}, beyond its last recorded event (sequence "
+        f"{head.last_sequence}), that the portal did not write. The operators have been "
+        "alerted; `manage.py verify_audit_log` names the event."
+    )
 
 
 @transaction.atomic

@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from responseportal.http import normalized_ip
 from responseportal.models import Organization
 
 from .chain import PLATFORM_CHAIN, AuditLogJammed, canonical_timestamp, record
@@ -65,14 +66,17 @@ def address_group(address: str | None) -> str:
     return str(parsed)
 
 
+def lockout_window() -> timedelta:
+    """How long a lockout lasts (AXES_COOLOFF_TIME; a quarter of an hour if not a duration)."""
+    cool_off = settings.AXES_COOLOFF_TIME
+    return cool_off if isinstance(cool_off, timedelta) else timedelta(minutes=15)
+
+
 def lockout_gates(username: str, address: str | None) -> list[Gate]:
+    # The pair axes locks: the username and the exact address.
+    subject = {"username": username, "address": normalized_ip(address) or "unknown"}
     return [
-        Gate(
-            LOCKED_OUT,
-            {"username": username, "address": address_group(address)},
-            1,
-            settings.AXES_COOLOFF_TIME,
-        ),
+        Gate(LOCKED_OUT, subject, 1, lockout_window()),
         Gate(OVERALL, {}, OVERALL_PER_MINUTE, MINUTE),
     ]
 

@@ -107,6 +107,14 @@ class TestLockout:
         flood.write_ended_counts()
         assert [c["attempts"] for c in counts(PLATFORM_CHAIN)] == [40]
 
+    def test_its_window_is_the_lockouts(self, client, acme, admin, settings):
+        settings.AXES_COOLOFF_TIME = timedelta(minutes=7)
+        self.lock(client)
+        tally = AuditTally.objects.get(kind=flood.LOCKED_OUT)
+        assert tally.window_end - tally.window_start == timedelta(minutes=7)
+        settings.AXES_COOLOFF_TIME = None  # axes: locked until an admin resets it
+        assert flood.lockout_window() == timedelta(minutes=15)
+
     def test_without_a_count_nothing_is_written(self, client, acme, admin):
         self.lock(client)
         end_every_window()
