@@ -1,0 +1,295 @@
+"""What each change of a request leaves behind for the people who read it later: its times,
+its audit event (in the organization's chain, with who, how and what changed), the
+notification queued, and the sentence a refused person reads."""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import PermissionDenied
+from django.utils import timezone
+from django.utils.formats import date_format
+
+from actions.models import ResponseAction
+from approvals import services
+from approvals.models import ActionRequest, ApprovalMode, RequestStatus
+from audit.context import AuditContext
+from audit.models import Source
+
+from .approvals_helpers import submit, turn_on_auto_approval
+
+pytestmark = pytest.mark.django_db
+
+WEB = AuditContext(source=Source.WEB, ip_address="192.0.2.10", user_agent="pytest-browser")
+
+
+def shown_time(moment) -> str:
+    return date_format(timezone.localtime(moment), "DATETIME_FORMAT")
+
+
+def notified(action_request) -> list[str]:
+    return list(action_request.notifications.order_by("pk").values_list("kind", flat=True))
+
+
+@pytest.fixture
+def pending(acme, operator, admin):
+    """A request waiting for `admin`, who is told of it by e-mail."""
+    return submit(acme, operator, endpoints=["web-01.acme.test", "web-02.acme.test"])
+
+
+class TestSubmitting:
+    def test_the_submitted_event_records_the_whole_request_in_the_organizations_chain(
+        self, acme, operator, admin
+    ):
+        action_request = submit(
+            acme, operator, endpoints=["web-01.acme.test", "10.0.0.5"], summary="C2 beacon"
+        )
+
+        assert action_request.summary == "C2 beacon"
+        assert ActionRequest.objects.get(pk=action_request.pk).summary == "C2 beacon"
+        event = action_request.events.get()
+        assert (event.organization, event.chain) == (acme, f"org:{acme.pk}")
+        assert event.data == {
+            "approval_mode": "manual",
+            "status": "pending",
+            "parameters": {
+                "endpoints": ["web-01.acme.test", "10.0.0.5"],
+                "description": "Beaconing",
+            },
+            "targets": ["web-01.acme.test", "10.0.0.5"],
+            "out_of_scope": [],
+        }
+        assert action_request.decided_at is None
+        assert notified(action_request) == ["pending"]
+
+    def test_a_request_without_a_summary_has_none(self, acme, operator):
+        action_request = services.submit_request(
+            acme,
+            ResponseAction.objects.get(key="isolate_endpoint"),
+            actor=operator,
+            parameters={"endpoints": ["web-01.acme.test"], "description": "x"},
+            targets=[services.Target("endpoint", "web-01.acme.test")],
+            endpoints=["web-01.acme.test"],
+        )
+        assert ActionRequest.objects.get(pk=action_request.pk).summary == ""
+
+    def test_each_target_keeps_its_kind_and_order(self, acme, operator):
+        action_request = services.submit_request(
+            acme,
+            ResponseAction.objects.get(key="disable_user_account"),
+            actor=operator,
+            parameters={"account": "alice@acme.test", "description": "Phished"},
+            targets=[
+                services.Target("account", "alice@acme.test"),
+                services.Target("endpoint", "ws-7"),
+            ],
+            endpoints=["ws-7"],
+        )
+        assert list(
+            action_request.targets.order_by("position").values_list("position", "kind", "value")
+        ) == [(0, "account", "alice@acme.test"), (1, "endpoint", "ws-7")]
+
+    def test_an_automatic_approval_is_decided_when_submitted_and_recorded_by_the_system(
+        self, acme, operator, admin
+    ):
+        turn_on_auto_approval(acme, auto_approved_actions=["isolate_endpoint"])
+
+        action_request = submit(acme, operator)
+
+        stored = ActionRequest.objects.get(pk=action_request.pk)
+        assert (stored.status, stored.approval_mode) == (
+            RequestStatus.APPROVED,
+            ApprovalMode.AUTO,
+        )
+        assert stored.decided_at == stored.submitted_at
+        assert stored.decided_by is None
+        auto = stored.events.get(verb="request.auto_approved")
+        assert (auto.organization, auto.chain, auto.actor, auto.source) == (
+            acme,
+            f"org:{acme.pk}",
+            None,
+            "system",
+        )
+        assert notified(stored) == ["auto_approved"]
+
+    @pytest.mark.parametrize("who", ["admin", "auditor"])
+    def test_a_member_who_is_not_an_operator_is_told_what_their_role_does_not_allow(
+        self, cast, acme, who
+    ):
+        with pytest.raises(PermissionDenied) as refused:
+            submit(acme, cast[who])
+        assert str(refused.value) == (
+            "Your role in Acme Corporation does not allow you to submit requests."
+        )
+
+
+class TestSubmissionTokenRace:
+    """Two submissions of one token at once: the second to insert meets the unique token."""
+
+    @pytest.fixture
+    def first_lookup_misses(self, monkeypatch):
+        """The second submission looks for the token before the first one has committed."""
+        real_filter = ActionRequest.objects.filter
+        missed = []
+
+        def filter(*args, **kwargs):
+            found = real_filter(*args, **kwargs)
+            if "submission_token" in kwargs and not missed:
+                missed.append(kwargs["submission_token"])
+                return found.none()
+            return found
+
+        monkeypatch.setattr(ActionRequest.objects, "filter", filter)
+        return missed
+
+    def test_the_same_operator_losing_the_race_gets_the_first_request(
+        self, acme, operator, request
+    ):
+        token = uuid.uuid4()
+        first = submit(acme, operator, submission_token=token)
+        request.getfixturevalue("first_lookup_misses")
+
+        again = submit(acme, operator, submission_token=token)
+
+        assert again.pk == first.pk
+        assert ActionRequest.objects.count() == 1
+
+
+class TestDeciding:
+    def test_an_approval_is_timed_recorded_in_the_chain_and_told_to_the_requester(
+        self, acme, pending, admin
+    ):
+        before = timezone.now()
+        services.approve_request(pending.pk, actor=admin, context=WEB)
+        after = timezone.now()
+
+        stored = ActionRequest.objects.get(pk=pending.pk)
+        assert before <= stored.decided_at <= after
+        event = stored.events.get(verb="request.approved")
+        assert (event.organization, event.chain, event.actor, event.role) == (
+            acme,
+            f"org:{acme.pk}",
+            admin,
+            "admin",
+        )
+        assert event.data == {"status": {"before": "pending", "after": "approved"}, "reason": ""}
+        assert notified(stored) == ["pending", "approved"]
+
+    def test_a_rejection_is_timed_and_told_to_the_requester_as_a_rejection(
+        self, acme, pending, admin
+    ):
+        before = timezone.now()
+        services.reject_request(pending.pk, actor=admin, reason="Wrong host", context=WEB)
+        after = timezone.now()
+
+        stored = ActionRequest.objects.get(pk=pending.pk)
+        assert before <= stored.decided_at <= after
+        event = stored.events.get(verb="request.rejected")
+        assert (event.organization, event.chain) == (acme, f"org:{acme.pk}")
+        assert notified(stored) == ["pending", "rejected"]
+
+    @pytest.mark.parametrize(
+        "decision,doing",
+        [
+            (lambda pk, actor: services.approve_request(pk, actor=actor), "approve requests"),
+            (
+                lambda pk, actor: services.reject_request(pk, actor=actor, reason="no"),
+                "reject requests",
+            ),
+        ],
+        ids=["approve", "reject"],
+    )
+    @pytest.mark.parametrize("who", ["operator", "auditor"])
+    def test_a_member_who_is_not_an_admin_is_told_what_their_role_does_not_allow(
+        self, cast, pending, who, decision, doing
+    ):
+        with pytest.raises(PermissionDenied) as refused:
+            decision(pending.pk, cast[who])
+        assert str(refused.value) == f"Your role in Acme Corporation does not allow you to {doing}."
+
+    def test_a_decision_on_an_overdue_request_expires_it_at_its_expiry_time(
+        self, acme, pending, admin
+    ):
+        expired_at = timezone.now() - timedelta(minutes=5)
+        ActionRequest.objects.filter(pk=pending.pk).update(expires_at=expired_at)
+
+        with pytest.raises(services.TransitionRefused) as refused:
+            services.approve_request(pending.pk, actor=admin)
+
+        assert refused.value.message == (
+            f"This request expired at {shown_time(expired_at)}; it can no longer be decided."
+        )
+        stored = ActionRequest.objects.get(pk=pending.pk)
+        assert (stored.status, stored.decided_at, stored.decided_by) == (
+            RequestStatus.EXPIRED,
+            expired_at,
+            None,
+        )
+        event = stored.events.get(verb="request.expired")
+        assert (event.organization, event.chain, event.actor, event.source) == (
+            acme,
+            f"org:{acme.pk}",
+            None,
+            "system",
+        )
+        assert event.data == {"status": {"before": "pending", "after": "expired"}}
+        assert notified(stored) == ["pending", "expired"]
+
+    def test_a_request_that_needed_no_decision_says_so(self, acme, operator, admin):
+        turn_on_auto_approval(acme, auto_approved_actions=["isolate_endpoint"])
+        automatic = submit(acme, operator)
+
+        with pytest.raises(services.TransitionRefused) as refused:
+            services.approve_request(automatic.pk, actor=admin)
+
+        assert refused.value.message == (
+            "This request needed no decision (automatically approved)."
+        )
+
+
+class TestCancelling:
+    def test_a_cancellation_is_timed_and_recorded_with_who_and_how(self, acme, pending, operator):
+        before = timezone.now()
+        services.cancel_request(pending.pk, actor=operator, context=WEB)
+        after = timezone.now()
+
+        stored = ActionRequest.objects.get(pk=pending.pk)
+        assert stored.status == RequestStatus.CANCELLED
+        assert before <= stored.decided_at <= after
+        assert stored.decided_by == operator
+        event = stored.events.get(verb="request.cancelled")
+        assert (event.organization, event.chain) == (acme, f"org:{acme.pk}")
+        assert (event.actor, event.actor_username, event.role) == (operator, "operator", "operator")
+        assert (event.source, event.ip_address, event.user_agent) == (
+            "web",
+            "192.0.2.10",
+            "pytest-browser",
+        )
+        assert event.data == {"status": {"before": "pending", "after": "cancelled"}}
+
+    def test_only_the_requester_may_cancel_and_is_told_so(self, pending, admin):
+        with pytest.raises(PermissionDenied) as refused:
+            services.cancel_request(pending.pk, actor=admin)
+        assert str(refused.value) == "Only the operator who submitted a request can cancel it."
+        assert ActionRequest.objects.get(pk=pending.pk).status == RequestStatus.PENDING
+
+
+class TestExpiring:
+    def test_a_request_still_within_its_time_is_not_expired(self, pending):
+        assert services.expire_request(pending.pk) is False
+        assert ActionRequest.objects.get(pk=pending.pk).status == RequestStatus.PENDING
+
+    def test_the_periodic_job_expires_only_overdue_pending_requests_and_counts_them(
+        self, acme, operator, admin
+    ):
+        overdue = [submit(acme, operator, endpoints=[f"late-{n}"]) for n in range(2)]
+        fresh = submit(acme, operator, endpoints=["fresh"])
+        ActionRequest.objects.filter(pk__in=[r.pk for r in overdue]).update(
+            expires_at=timezone.now() - timedelta(seconds=1)
+        )
+
+        assert services.expire_overdue_requests() == 2
+        assert services.expire_overdue_requests() == 0
+        statuses = dict(ActionRequest.objects.values_list("pk", "status"))
+        assert [statuses[r.pk] for r in overdue] == [RequestStatus.EXPIRED] * 2
+        assert statuses[fresh.pk] == RequestStatus.PENDING
