@@ -79,6 +79,8 @@ VERBS = (
     "auth.locked_out",
     "auth.attempts_counted",
     "audit.exported",
+    "api_token.created",
+    "api_token.revoked",
 )
 
 

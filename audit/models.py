@@ -15,6 +15,7 @@ class Source(models.TextChoices):
     WEB = "web", "Web"
     EMAIL = "email", "E-mail link"
     SYSTEM = "system", "System"
+    API = "api", "API"
 
 
 class AuditEventQuerySet(models.QuerySet):
