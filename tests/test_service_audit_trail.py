@@ -293,3 +293,164 @@ class TestExpiring:
         statuses = dict(ActionRequest.objects.values_list("pk", "status"))
         assert [statuses[r.pk] for r in overdue] == [RequestStatus.EXPIRED] * 2
         assert statuses[fresh.pk] == RequestStatus.PENDING
+
+
+class TestSubmittingWithAToken:
+    def test_a_token_never_returns_a_request_submitted_without_one(self, acme, operator):
+        tokenless = submit(acme, operator, endpoints=["first.acme.test"])
+
+        with_token = submit(
+            acme, operator, endpoints=["second.acme.test"], submission_token=uuid.uuid4()
+        )
+
+        assert with_token.pk != tokenless.pk
+        assert [t.value for t in with_token.targets.all()] == ["second.acme.test"]
+
+
+class TestExecution:
+    def test_an_approved_request_is_run_once_the_approval_commits(
+        self, pending, admin, settings, django_capture_on_commit_callbacks
+    ):
+        settings.RESPONSE_EXECUTOR = "simulated"
+        with django_capture_on_commit_callbacks(execute=True):
+            services.approve_request(pending.pk, actor=admin)
+
+        stored = ActionRequest.objects.get(pk=pending.pk)
+        assert stored.status == RequestStatus.SUCCESSFUL
+        assert stored.execution_attempts == 1
+
+
+class TestApprovalSettings:
+    def test_each_save_moves_the_version_on_so_a_form_opened_before_it_is_stale(self, acme, admin):
+        first = services.update_approval_settings(
+            acme, actor=admin, values={"pending_lifetime_hours": 24}, version=0
+        )
+        second = services.update_approval_settings(
+            acme, actor=admin, values={"pending_lifetime_hours": 48}, version=first.version
+        )
+        assert (first.version, second.version) == (1, 2)
+
+        with pytest.raises(services.StaleSettings) as refused:
+            services.update_approval_settings(
+                acme, actor=admin, values={"pending_lifetime_hours": 12}, version=1
+            )
+        assert refused.value.message == (
+            "Someone changed these settings after you opened the page "
+            f"(at {shown_time(second.updated_at)}). Review the current settings and save again."
+        )
+
+    def test_a_change_is_recorded_in_the_organizations_chain_with_who_and_how(self, acme, admin):
+        services.update_approval_settings(
+            acme, actor=admin, values={"pending_lifetime_hours": 24}, version=0, context=WEB
+        )
+
+        event = acme.audit_events.get(verb="settings.changed")
+        assert (event.chain, event.actor, event.role, event.source) == (
+            f"org:{acme.pk}",
+            admin,
+            "admin",
+            "web",
+        )
+        assert event.data == {"pending_lifetime_hours": {"before": 72, "after": 24}}
+
+    def test_an_imported_scope_list_is_recorded_with_who_and_what_changed(self, acme, admin):
+        services.update_approval_settings(
+            acme,
+            actor=admin,
+            values={"scope_exceptions": ["db-01.acme.test", "db-02.acme.test"]},
+            version=0,
+            context=WEB,
+        )
+
+        event = acme.audit_events.get(verb="scope.imported")
+        assert (event.chain, event.actor, event.role, event.source) == (
+            f"org:{acme.pk}",
+            admin,
+            "admin",
+            "web",
+        )
+        assert event.data == {
+            "list": "scope_exceptions",
+            "count": {"before": 0, "after": 2},
+            "added": ["db-01.acme.test", "db-02.acme.test"],
+            "removed": [],
+        }
+
+    def test_the_log_keeps_only_the_host_of_a_webhook_address(self, acme, admin):
+        services.update_approval_settings(
+            acme,
+            actor=admin,
+            values={"notify_webhook_url": "https://hooks.example.com/T000/B000/s3cr3t?k=v"},
+            version=0,
+        )
+
+        event = acme.audit_events.get(verb="settings.changed")
+        assert event.data == {
+            "notify_webhook_url": {"before": "", "after": "https://hooks.example.com/…"}
+        }
+        assert "s3cr3t" not in str(event.data)
+
+    @pytest.mark.parametrize("who", ["operator", "auditor"])
+    def test_only_an_admin_changes_them_and_others_are_told_why(self, cast, acme, who):
+        with pytest.raises(PermissionDenied) as refused:
+            services.update_approval_settings(
+                acme, actor=cast[who], values={"pending_lifetime_hours": 24}, version=0
+            )
+        assert str(refused.value) == (
+            "Your role in Acme Corporation does not allow you to change approval settings."
+        )
+
+
+class TestScriptLibrary:
+    def test_an_upload_is_recorded_with_the_scripts_name_language_hash_and_size(
+        self, acme, operator
+    ):
+        content = "Get-Process | Select-Object -First 1\n"
+        services.upload_script(
+            acme,
+            actor=operator,
+            name="top-process.ps1",
+            language="powershell",
+            content=content,
+            context=WEB,
+        )
+
+        event = acme.audit_events.get(verb="script.uploaded")
+        assert (event.chain, event.actor, event.role, event.source) == (
+            f"org:{acme.pk}",
+            operator,
+            "operator",
+            "web",
+        )
+        assert event.data == {
+            "name": "top-process.ps1",
+            "language": "powershell",
+            "sha256": "4890c9df340bd6e0f4b4d32d3de34e2284af4adc1682a79f30cd21481d38b0a0",
+            "size": 37,
+        }
+
+    def test_an_organization_keeps_several_scripts(self, acme, operator):
+        for name in ("one.sh", "two.sh"):
+            services.upload_script(
+                acme, actor=operator, name=name, language="bash", content="echo hi\n"
+            )
+        assert sorted(acme.scripts.values_list("name", flat=True)) == ["one.sh", "two.sh"]
+
+    @pytest.mark.parametrize("who", ["admin", "auditor"])
+    def test_only_an_operator_uploads_and_others_are_told_why(self, cast, acme, who):
+        with pytest.raises(PermissionDenied) as refused:
+            services.upload_script(
+                acme, actor=cast[who], name="x.sh", language="bash", content="echo hi\n"
+            )
+        assert str(refused.value) == (
+            "Your role in Acme Corporation does not allow you to upload scripts."
+        )
+
+
+def test_a_requester_no_longer_a_member_is_told_they_cannot_cancel(acme, pending, operator):
+    operator.memberships.filter(organization=acme).delete()
+    with pytest.raises(PermissionDenied) as refused:
+        services.cancel_request(pending.pk, actor=operator)
+    assert str(refused.value) == (
+        "Your role in Acme Corporation does not allow you to cancel requests."
+    )
