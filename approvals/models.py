@@ -275,6 +275,33 @@ class ActionRequest(models.Model):
             and self.active_until > now
         )
 
+    def parameter_rows(self) -> list[dict]:
+        """The parameters as label and text, in the order of the action's form (its page and
+        the pending-approval e-mail show them)."""
+        rows = []
+        for parameter in self.action.parameters:
+            value = self.parameters.get(parameter["name"])
+            if value in (None, "", []):
+                continue
+            if isinstance(value, list):
+                text = "\n".join(
+                    f"{item['type']}:{item['value']}" if isinstance(item, dict) else str(item)
+                    for item in value
+                )
+            elif isinstance(value, dict):
+                text = "\n".join(f"{k}: {v}" for k, v in value.items() if k != "source")
+            else:
+                text = str(value)
+            rows.append(
+                {
+                    "label": parameter["label"],
+                    "name": parameter["name"],
+                    "text": text,
+                    "source": value.get("source", "") if isinstance(value, dict) else "",
+                }
+            )
+        return rows
+
 
 class TargetStatus(models.TextChoices):
     WAITING = "waiting", "Waiting"
@@ -374,3 +401,29 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} notification of request {self.request_id}"
+
+
+class EmailLinkUse(models.Model):
+    """An approve or reject link of a pending-approval e-mail that decided its request.
+
+    Written in the transaction of the decision, so a use that decided nothing (a form refused,
+    a decision refused, an error) leaves no trace and the link still works; once the decision
+    is committed, that admin's links for that request never work again.
+    """
+
+    request = models.ForeignKey(
+        ActionRequest, on_delete=models.CASCADE, related_name="email_link_uses"
+    )
+    admin = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decision = models.CharField(max_length=10)
+    used_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["request", "admin"], name="one_email_link_use_per_admin"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.decision} link of request {self.request_id} used by {self.admin_id}"

@@ -17,7 +17,10 @@ same one at once (its row is locked, and a locked row is skipped).
 
 A mail server that fails is logged; it never blocks or undoes the change. Links are plain URLs
 of the request page (`PORTAL_URL` + path) and carry nothing secret: the page asks the reader to
-sign in and shows the request only to members of its organization.
+sign in and shows the request only to members of its organization. The `pending` e-mail, in
+plain text and HTML, also carries each admin's own Approve and Reject links
+(`email_links.py`): they open a confirmation page, after signing in, for that admin only. An
+extra address, and an admin who submitted the request, get no such links.
 
 An organization may also name a webhook: each notification is then POSTed to it as JSON,
 signed like the webhook executor's calls when NOTIFY_WEBHOOK_SECRET is set.
@@ -33,7 +36,7 @@ from functools import partial
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.mail import EmailMessage, get_connection
+from django.core.mail import EmailMessage, EmailMultiAlternatives, get_connection
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -281,8 +284,30 @@ def recipients(kind: str, action_request: ActionRequest) -> list[str]:
     return [requester.email] if requester.is_active and requester.email else []
 
 
+def deciders(kind: str, action_request: ActionRequest) -> dict[str, object]:
+    """The admins who get Approve and Reject links in the `kind` e-mail, by lower-cased
+    address: for a pending request, its organization's active admins, except its requester."""
+    if kind != PENDING or not action_request.is_pending or action_request.expires_at is None:
+        return {}
+    admins = (
+        Membership.objects.filter(
+            organization=action_request.organization, role=Role.ADMIN, user__is_active=True
+        )
+        .exclude(user__email="")
+        .exclude(user_id=action_request.requester_id)
+        .select_related("user")
+        .order_by("user__username")
+    )
+    found = {}
+    for membership in admins:
+        found.setdefault(membership.user.email.lower(), membership.user)
+    return found
+
+
 def build(kind: str, action_request: ActionRequest) -> list[EmailMessage]:
-    """One message per recipient, so no one sees who else was told."""
+    """One message per recipient, so no one sees who else was told (nor anyone's links)."""
+    from . import email_links  # a lazy import: it imports the decision forms, which import services
+
     to = recipients(kind, action_request)
     if not to:
         return []
@@ -292,18 +317,47 @@ def build(kind: str, action_request: ActionRequest) -> list[EmailMessage]:
         organization=action_request.organization.name,
         status=action_request.get_status_display(),
     )
-    body = render_to_string(
-        f"approvals/email/{kind}.txt",
-        {
-            "req": action_request,
-            "url": request_url(action_request),
-            "targets": targets[:SHOWN_TARGETS],
-            "more_targets": action_request.targets.count() - SHOWN_TARGETS
-            if len(targets) > SHOWN_TARGETS
-            else 0,
-        },
-    ).strip()
-    return [EmailMessage(subject, body, settings.DEFAULT_FROM_EMAIL, [address]) for address in to]
+    context = {
+        "req": action_request,
+        "url": request_url(action_request),
+        "targets": targets[:SHOWN_TARGETS],
+        "more_targets": action_request.targets.count() - SHOWN_TARGETS
+        if len(targets) > SHOWN_TARGETS
+        else 0,
+    }
+    if kind == PENDING:
+        # What will run: the endpoints are listed as targets already.
+        context["parameters"] = [
+            {**row, "lines": row["text"].splitlines()[:SHOWN_TARGETS]}
+            for row in action_request.parameter_rows()
+            if row["name"] != "endpoints"
+        ]
+    links_for = deciders(kind, action_request)
+    messages = []
+    for address in to:
+        admin = links_for.get(address.lower())
+        personal = {
+            **context,
+            "is_requester": address.lower() == _requester_address(kind, action_request),
+        }
+        if admin is not None:
+            personal.update(email_links.urls_for(action_request, admin))
+        body = render_to_string(f"approvals/email/{kind}.txt", personal).strip()
+        message = EmailMultiAlternatives(subject, body, settings.DEFAULT_FROM_EMAIL, [address])
+        if kind == PENDING:
+            message.attach_alternative(
+                render_to_string("approvals/email/pending.html", personal), "text/html"
+            )
+        messages.append(message)
+    return messages
+
+
+def _requester_address(kind: str, action_request: ActionRequest) -> str | None:
+    """The requester's address where the e-mail goes to admins (an admin who submitted the
+    request is told another admin must decide it)."""
+    if not KINDS[kind].to_admins:
+        return None
+    return (action_request.requester.email or "").lower() or None
 
 
 def send(kind: str, request_id: int) -> int:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import dashboard_views, execution_views, script_views, settings_views, views
+from . import dashboard_views, email_views, execution_views, script_views, settings_views, views
 
 urlpatterns = [
     path("", dashboard_views.org_dashboard, name="org_dashboard"),
@@ -11,6 +11,11 @@ urlpatterns = [
     path("requests/<uuid:uuid>/approve/", views.approve, name="request_approve"),
     path("requests/<uuid:uuid>/reject/", views.reject, name="request_reject"),
     path("requests/<uuid:uuid>/cancel/", views.cancel, name="request_cancel"),
+    path(
+        "requests/<uuid:uuid>/email-decision/<str:token>/",
+        email_views.email_decision,
+        name="email_decision",
+    ),
     path("requests/<uuid:uuid>/end-session/", execution_views.end_session, name="end_session"),
     path("requests/<uuid:uuid>/status.json", execution_views.request_status, name="request_status"),
     path("queue/", views.queue, name="queue"),

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from actions.models import CATEGORY_ORDER, Category, ResponseAction
 from audit.context import AuditContext
+from audit.models import Source
 from responseportal.access import get_membership
 from responseportal.forms import search_input, select
 from responseportal.models import Role
@@ -206,7 +207,7 @@ def request_detail(request: HttpRequest, slug: str, uuid: uuid_module.UUID) -> H
             "membership": membership,
             "organization": membership.organization,
             "req": action_request,
-            "parameters": _parameter_rows(action_request),
+            "parameters": action_request.parameter_rows(),
             "targets": action_request.targets.all(),
             "events": action_request.events.order_by("timestamp", "id"),
             "can_decide": (
@@ -216,33 +217,6 @@ def request_detail(request: HttpRequest, slug: str, uuid: uuid_module.UUID) -> H
             "is_requester": is_requester,
         },
     )
-
-
-def _parameter_rows(action_request: ActionRequest) -> list[dict]:
-    """The request's parameters as label and text, in the order of the action's form."""
-    rows = []
-    for parameter in action_request.action.parameters:
-        value = action_request.parameters.get(parameter["name"])
-        if value in (None, "", []):
-            continue
-        if isinstance(value, list):
-            text = "\n".join(
-                f"{item['type']}:{item['value']}" if isinstance(item, dict) else str(item)
-                for item in value
-            )
-        elif isinstance(value, dict):
-            text = "\n".join(f"{k}: {v}" for k, v in value.items() if k != "source")
-        else:
-            text = str(value)
-        rows.append(
-            {
-                "label": parameter["label"],
-                "name": parameter["name"],
-                "text": text,
-                "source": value.get("source", "") if isinstance(value, dict) else "",
-            }
-        )
-    return rows
 
 
 def _back(request: HttpRequest, form: forms.Form, default: str) -> HttpResponse:
@@ -265,10 +239,18 @@ DONE = {APPROVE: "Approved", REJECT: "Rejected"}
 DECISION_FORMS = {APPROVE: (ApproveForm, "comment"), REJECT: (RejectForm, "reason")}
 
 
-def _decide(request: HttpRequest, action_request: ActionRequest, decision: str, text: str):
-    """The one way the pages decide a request: None if the decision took effect, else the
-    refusal in words (decided meanwhile, expired, the admin's own request, no reason given)."""
-    context = AuditContext.from_request(request)
+def _decide(
+    request: HttpRequest,
+    action_request: ActionRequest,
+    decision: str,
+    text: str,
+    *,
+    source: str = Source.WEB,
+):
+    """The one way the pages (and the e-mail links' confirmation page) decide a request: None
+    if the decision took effect, else the refusal in words (decided meanwhile, expired, the
+    admin's own request, no reason given)."""
+    context = AuditContext.from_request(request, source=source)
     try:
         if decision == APPROVE:
             services.approve_request(

@@ -58,6 +58,9 @@ POSTS = {
     "queue": {"admin"},
     "new_request": {"operator"},
 }
+# The e-mail decision links name a signed token for one admin: tests/test_email_decision.py
+# covers every member of the cast, signed-out visitors and tampered links.
+ELSEWHERE |= {"email_decision"}
 
 
 def url_names(resolver=None, namespace="") -> set[str]:
