@@ -154,6 +154,62 @@ class BulkDecisionForm(forms.Form):
         return cleaned_data
 
 
+# "Select all N matching requests" decides at most this many at once, each in its own
+# transaction with its own audit event; a larger filter is refused, asking to narrow it.
+MAX_ALL_MATCHING = 500
+
+
+class DecideAllMatchingForm(forms.Form):
+    """Approve or reject every pending request the queue's filter matches: it carries the
+    filter, not IDs, and `upto` (the newest request the confirmation page counted), so a
+    request that arrives after the admin confirmed is never decided unseen."""
+
+    decision = forms.ChoiceField(
+        choices=[(APPROVE, "Approve"), (REJECT, "Reject")],
+        error_messages={
+            "required": "Choose Approve selected or Reject selected.",
+            "invalid_choice": "Choose Approve selected or Reject selected.",
+        },
+    )
+    reason = text_field("reason")
+    action = forms.CharField(
+        required=False,
+        max_length=60,
+        error_messages={
+            "max_length": "The action filter is too long: expected an action key.",
+            "null_characters_not_allowed": "The action filter holds a NUL character: "
+            "expected an action key.",
+        },
+    )
+    q = forms.CharField(
+        required=False,
+        max_length=200,
+        error_messages={
+            "max_length": "The search is too long: expected at most 200 characters.",
+            "null_characters_not_allowed": "The search holds a NUL character: expected text "
+            "without it.",
+        },
+    )
+    upto = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=2**62,
+        error_messages={"invalid": "The confirmation page is damaged: open the queue again."},
+    )
+    expected = forms.IntegerField(required=False, min_value=0, max_value=MAX_ALL_MATCHING)
+
+    def clean(self):
+        cleaned_data = super().clean()
+        rejecting = cleaned_data.get("decision") == REJECT
+        confirming = self.data.get("confirm") == "yes"
+        reason_missing = not self.has_error("reason") and not cleaned_data.get("reason")
+        if rejecting and confirming and reason_missing:
+            self.add_error("reason", REASON_REQUIRED)
+        if confirming and cleaned_data.get("upto") is None and not self.has_error("upto"):
+            self.add_error("upto", "The confirmation page is damaged: open the queue again.")
+        return cleaned_data
+
+
 def problems(form: forms.Form) -> list[str]:
     """A refused form's messages, each saying what is wrong and what is expected."""
     return [message for messages in form.errors.values() for message in messages]

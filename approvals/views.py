@@ -1,5 +1,7 @@
 import uuid as uuid_module
+from collections import Counter
 from itertools import groupby
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import messages
@@ -10,6 +12,7 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -22,7 +25,16 @@ from responseportal.models import Role
 
 from . import services
 from .decision import decide
-from .decision_forms import APPROVE, REJECT, ApproveForm, BulkDecisionForm, RejectForm, problems
+from .decision_forms import (
+    APPROVE,
+    MAX_ALL_MATCHING,
+    REJECT,
+    ApproveForm,
+    BulkDecisionForm,
+    DecideAllMatchingForm,
+    RejectForm,
+    problems,
+)
 from .forms import form_for
 from .lookups import get_request_for
 from .models import ActionRequest, ApprovalMode, ApprovalSettings, RequestStatus, RequestTarget
@@ -342,11 +354,17 @@ def queue(request: HttpRequest, slug: str) -> HttpResponse:
     membership = get_membership(request.user, slug, roles=[Role.ADMIN])
     organization = membership.organization
     if request.method == "POST":
+        if request.POST.get("all_matching"):
+            return _decide_all_matching(request, membership)
         form = BulkDecisionForm(request.POST)
         _decide_many(request, organization, form)
         return _back(request, form, request.get_full_path())
     filters = QueueFilter(request.GET or None)
     action_requests = filters.apply(_listing(organization))
+    page = _page(request, action_requests)
+    pending_filter = not filters.is_bound or (
+        filters.is_valid() and filters.cleaned_data["status"] == "pending"
+    )
     return render(
         request,
         "approvals/queue.html",
@@ -354,9 +372,101 @@ def queue(request: HttpRequest, slug: str) -> HttpResponse:
             "membership": membership,
             "organization": organization,
             "filters": filters,
-            "page": _page(request, action_requests),
+            "page": page,
+            # "Select all N matching" decides what the filter matches beyond this page.
+            "all_matching": page.paginator.count
+            if pending_filter and page.has_other_pages()
+            else 0,
         },
     )
+
+
+def _queue_url(organization, action: str = "", q: str = "") -> str:
+    query = urlencode({k: v for k, v in {"action": action, "q": q}.items() if v})
+    return reverse("queue", args=[organization.slug]) + (f"?{query}" if query else "")
+
+
+def _decide_all_matching(request: HttpRequest, membership) -> HttpResponse:
+    """Every pending request the queue's filter matches: first a confirmation page with their
+    count and mix of actions, then, confirmed, each decided on its own (its own transaction
+    and audit event), never one newer than the confirmation page counted."""
+    organization = membership.organization
+    form = DecideAllMatchingForm(request.POST)
+    valid = form.is_valid()
+    action, q = (form.cleaned_data.get(name, "") for name in ("action", "q"))
+    filters = QueueFilter({"status": "pending", "action": action, "q": q})
+    if not (filters.is_valid() and valid):
+        for problem in problems(form) + problems(filters):
+            messages.error(request, problem)
+        return redirect(_queue_url(organization))
+    confirming = request.POST.get("confirm") == "yes"
+    now = timezone.now()
+    matching = (
+        filters.apply(ActionRequest.objects.filter(organization=organization))
+        .exclude(requester=request.user)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+    )
+    if confirming:
+        matching = matching.filter(pk__lte=form.cleaned_data["upto"])
+    rows = list(
+        matching.order_by("submitted_at", "id").values_list("pk", "uuid", "action__name")[
+            : MAX_ALL_MATCHING + 1
+        ]
+    )
+    back = _queue_url(organization, action, q)
+    if len(rows) > MAX_ALL_MATCHING:
+        messages.error(
+            request,
+            f"More than {MAX_ALL_MATCHING} requests match the filter: expected at most "
+            f"{MAX_ALL_MATCHING} at once. Narrow the filter by action or search.",
+        )
+        return redirect(back)
+    decision = form.cleaned_data["decision"]
+    if not confirming:
+        if not rows:
+            messages.error(request, "No pending request you may decide matches the filter now.")
+            return redirect(back)
+        mix = Counter(name for _, _, name in rows).most_common()
+        return render(
+            request,
+            "approvals/queue_confirm.html",
+            {
+                "membership": membership,
+                "organization": organization,
+                "decision": decision,
+                "count": len(rows),
+                "mix": mix,
+                "reason": form.cleaned_data["reason"],
+                "action": action,
+                "q": q,
+                "upto": max(pk for pk, _, _ in rows),
+                "back": back,
+            },
+        )
+    reason = form.cleaned_data["reason"] if decision == REJECT else ""
+    found = {
+        r.pk: r
+        for r in ActionRequest.objects.filter(pk__in=[pk for pk, _, _ in rows]).select_related(
+            "action"
+        )
+    }
+    done = 0
+    for pk, uuid, name in rows:
+        refusal = _decide(request, found[pk], decision, reason)
+        if refusal is None:
+            done += 1
+        else:
+            messages.error(request, f"{name} ({str(uuid)[:8]}): {refusal}")
+    gone = (form.cleaned_data["expected"] or 0) - len(rows)
+    if gone > 0:
+        messages.warning(
+            request,
+            f"{gone} of the requests you confirmed {'was' if gone == 1 else 'were'} decided, "
+            "cancelled or expired meanwhile; not counted.",
+        )
+    if done:
+        messages.success(request, f"{DONE[decision]} {done} request{'s' if done != 1 else ''}.")
+    return redirect(back)
 
 
 def _decide_many(request: HttpRequest, organization, form: BulkDecisionForm) -> None:
