@@ -63,3 +63,31 @@ class ApiToken(models.Model):
         if self.expires_at <= timezone.now():
             return "expired"
         return "active"
+
+
+class IdempotencyKey(models.Model):
+    """An `Idempotency-Key` a user sent with a submission, and the request it made.
+
+    The same key with the same body returns that request; with another body it is refused.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    body_sha256 = models.CharField(max_length=64)
+    # A string reference: requests are the approvals app's.
+    action_request = models.ForeignKey(
+        "approvals.ActionRequest", on_delete=models.CASCADE, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            # Also the index of the lookup on every submission with a key.
+            models.UniqueConstraint(
+                fields=["user", "organization", "key"], name="one_request_per_idempotency_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} of {self.user} in {self.organization}"

@@ -14,3 +14,15 @@ urlpatterns = [
     ),
     path("orgs/<slug:slug>/actions/", rest.catalog, name="api_catalog"),
 ]
+
+urlpatterns += [
+    path("orgs/<slug:slug>/requests/", rest.requests, name="api_requests"),
+    path("orgs/<slug:slug>/requests/<uuid:uuid>/", rest.request_detail, name="api_request"),
+    path("orgs/<slug:slug>/requests/<uuid:uuid>/cancel/", rest.cancel, name="api_request_cancel"),
+    path(
+        "orgs/<slug:slug>/requests/<uuid:uuid>/approve/",
+        rest.approve,
+        name="api_request_approve",
+    ),
+    path("orgs/<slug:slug>/requests/<uuid:uuid>/reject/", rest.reject, name="api_request_reject"),
+]

@@ -248,6 +248,8 @@ def record(
     """
     if actor_username is None:
         actor_username = actor.get_username() if actor is not None else ""
+    if context.api_token:
+        data = {**(data or {}), "api_token": context.api_token}
     event = AuditEvent(
         organization=organization,
         timestamp=timezone.now(),

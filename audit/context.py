@@ -16,6 +16,8 @@ class AuditContext:
     source: str = Source.SYSTEM
     ip_address: str | None = None
     user_agent: str = ""
+    # The name of the API token that made the change; `record` keeps it in the event's data.
+    api_token: str = ""
 
     @classmethod
     def from_request(cls, request: HttpRequest, source: str = Source.WEB) -> "AuditContext":

@@ -49,8 +49,17 @@ SIGNED_IN = {
 # Served to anonymous visitors by design.
 PUBLIC = {"login", "logout", "api_schema", "api_docs"}
 # Covered route by route in their own tests: the API, which answers to tokens only
-# (tests/test_api_*.py), and the revokes, which name a token (tests/test_api_tokens.py).
-ELSEWHERE = {"api_catalog", "api_token_revoke", "organization_api_token_revoke"}
+# (tests/test_api_requests.py), and the revokes, which name a token (tests/test_api_tokens.py).
+ELSEWHERE = {
+    "api_catalog",
+    "api_requests",
+    "api_request",
+    "api_request_cancel",
+    "api_request_approve",
+    "api_request_reject",
+    "api_token_revoke",
+    "organization_api_token_revoke",
+}
 # What changes state on POST, and which role may: checked with a wrong role too.
 POSTS = {
     "approval_settings": {"admin"},

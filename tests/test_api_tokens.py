@@ -354,6 +354,8 @@ def test_the_schema_describes_the_routes_and_the_bearer_scheme(client, db):
     assert schema["openapi"].startswith("3.")
     assert "/api/v1/orgs/{slug}/actions/" in schema["paths"]
     assert schema["components"]["securitySchemes"]["bearerToken"]["scheme"] == "bearer"
+    for route in ("requests/", "requests/{uuid}/", "requests/{uuid}/approve/"):
+        assert f"/api/v1/orgs/{{slug}}/{route}" in schema["paths"]
 
 
 def test_the_docs_page_runs_under_the_csp_with_local_assets_only(client, db):
