@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from actions.validators import shown
 
 from .services import REASON_REQUIRED
+from .transitions import APPROVE, REJECT
 
 # The same words as `execution.steps.end_remote_shell`, which also refuses an empty reason.
 END_REASON_REQUIRED = "Give a reason for ending the session: it is kept with the request."
@@ -22,7 +23,6 @@ END_REASON_REQUIRED = "Give a reason for ending the session: it is kept with the
 MAX_REASON_LENGTH = 2_000
 # The queue shows 50 requests a page; a form never selects more than two pages' worth.
 MAX_BULK_REQUESTS = 100
-APPROVE, REJECT = "approve", "reject"
 
 
 def _storable_and_bounded(what: str):

@@ -18,8 +18,8 @@ from django.conf import settings
 from django.core import signing
 from django.urls import reverse
 
-from .decision_forms import APPROVE, REJECT
 from .models import ActionRequest
+from .transitions import APPROVE, REJECT
 
 SALT = "approvals.email-decision-link"
 

@@ -52,6 +52,7 @@ from responseportal.http import (
 )
 from responseportal.models import Membership, Role
 
+from . import email_links
 from .models import ActionRequest, ApprovalSettings, Notification
 
 logger = logging.getLogger(__name__)
@@ -306,8 +307,6 @@ def deciders(kind: str, action_request: ActionRequest) -> dict[str, object]:
 
 def build(kind: str, action_request: ActionRequest) -> list[EmailMessage]:
     """One message per recipient, so no one sees who else was told (nor anyone's links)."""
-    from . import email_links  # a lazy import: it imports the decision forms, which import services
-
     to = recipients(kind, action_request)
     if not to:
         return []

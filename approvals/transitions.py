@@ -17,6 +17,10 @@ from .models import ActionRequest
 # (audit.chain.AuditLogJammed): the views' `except TransitionRefused` shows either refusal.
 
 
+# The two decisions an admin makes on a pending request, as forms and links name them.
+APPROVE, REJECT = "approve", "reject"
+
+
 class SubmissionRefused(TransitionRefused):
     """The decision rule refuses the request; nothing was created."""
 
