@@ -125,3 +125,63 @@ def test_a_replaced_first_event_is_named_as_not_starting_the_chain(acme, five):
 def test_a_walk_in_small_chunks_checks_every_event(acme, five):
     report = verify_chain(chain_of(acme), chunk_size=2)
     assert (report.checked, report.first_break) == (5, None)
+
+
+def test_a_missing_last_event_is_named_by_its_sequence(acme, five):
+    with triggers_off() as cursor:
+        cursor.execute("DELETE FROM approvals_auditevent WHERE id = %s", [five[4].pk])
+
+    report = verify_chain(chain_of(acme))
+
+    assert (report.checked, report.first_break.sequence) == (4, 5)
+    assert (report.first_break.event_id, report.first_break.problem) == (None, "missing event")
+    assert report.first_break.detail == (
+        "The chain's head is at sequence 5, but the events at sequence 5 are gone."
+    )
+
+
+def test_a_head_that_records_another_hash_is_a_broken_link(acme, five):
+    AuditChainHead.objects.filter(chain=chain_of(acme)).update(last_hash="c" * 64)
+
+    report = verify_chain(chain_of(acme))
+
+    assert report.checked == 5
+    assert (report.first_break.sequence, report.first_break.event_id) == (5, five[4].pk)
+    assert report.first_break.problem == "broken link"
+    assert report.first_break.detail == (
+        f"The chain's head records hash {'c' * 64} for its last event, "
+        f"which has hash {five[4].hash}."
+    )
+
+
+def test_a_head_that_records_another_time_is_altered(acme, five):
+    last_time = AuditEvent.objects.get(pk=five[4].pk).timestamp
+    AuditChainHead.objects.filter(chain=chain_of(acme)).update(
+        last_timestamp=datetime(2030, 1, 2, 3, 4, 5, 6, tzinfo=ZoneInfo("UTC"))
+    )
+
+    report = verify_chain(chain_of(acme))
+
+    assert (report.first_break.sequence, report.first_break.event_id) == (5, five[4].pk)
+    assert report.first_break.problem == "altered head"
+    assert report.first_break.detail == (
+        "The chain's head records the time 2030-01-02T03:04:05.000006Z for its last event, "
+        f"which has the time {last_time.astimezone(ZoneInfo('UTC')):%Y-%m-%dT%H:%M:%S.%fZ}."
+    )
+
+
+def test_a_head_with_a_time_but_no_event_is_altered(db):
+    AuditChainHead.objects.create(
+        chain="org:999999",
+        last_sequence=0,
+        last_hash=GENESIS_HASH,
+        last_timestamp=datetime(2030, 1, 2, 3, 4, 5, 6, tzinfo=ZoneInfo("UTC")),
+    )
+
+    report = verify_chain("org:999999")
+
+    assert report.first_break.problem == "altered head"
+    assert report.first_break.detail == (
+        "The chain's head records the time 2030-01-02T03:04:05.000006Z for its last event, "
+        "which has the time of no event."
+    )
