@@ -319,6 +319,18 @@ class TestExecution:
         assert stored.status == RequestStatus.SUCCESSFUL
         assert stored.execution_attempts == 1
 
+    def test_an_automatically_approved_request_is_run_once_it_is_submitted(
+        self, acme, operator, settings, django_capture_on_commit_callbacks
+    ):
+        settings.RESPONSE_EXECUTOR = "simulated"
+        turn_on_auto_approval(acme, auto_approved_actions=["isolate_endpoint"])
+        with django_capture_on_commit_callbacks(execute=True):
+            action_request = submit(acme, operator)
+
+        stored = ActionRequest.objects.get(pk=action_request.pk)
+        assert stored.status == RequestStatus.SUCCESSFUL
+        assert stored.execution_attempts == 1
+
 
 class TestApprovalSettings:
     def test_each_save_moves_the_version_on_so_a_form_opened_before_it_is_stale(self, acme, admin):
@@ -389,6 +401,28 @@ class TestApprovalSettings:
             "notify_webhook_url": {"before": "", "after": "https://hooks.example.com/…"}
         }
         assert "s3cr3t" not in str(event.data)
+
+    @pytest.mark.parametrize(
+        "values,problem",
+        [
+            (
+                {"auto_approval_enabled": True, "auto_approved_actions": []},
+                "With automatic approval on, tick at least one action to approve automatically, "
+                "or turn automatic approval off.",
+            ),
+            (
+                {"scope_mode": "selected", "scope_selected": []},
+                "Selected endpoints only needs at least one endpoint: import a CSV file of them, "
+                "or choose all endpoints.",
+            ),
+        ],
+        ids=["no-action-ticked", "no-endpoint-selected"],
+    )
+    def test_unusable_settings_are_refused_saying_what_to_do(self, acme, admin, values, problem):
+        with pytest.raises(services.TransitionRefused) as refused:
+            services.update_approval_settings(acme, actor=admin, values=values, version=0)
+        assert refused.value.message == problem
+        assert not acme.audit_events.exists()
 
     @pytest.mark.parametrize("who", ["operator", "auditor"])
     def test_only_an_admin_changes_them_and_others_are_told_why(self, cast, acme, who):
