@@ -12,7 +12,7 @@ from django.utils.formats import date_format
 
 from actions.models import ResponseAction
 from approvals import services
-from approvals.models import ActionRequest, ApprovalMode, RequestStatus
+from approvals.models import ActionRequest, ApprovalMode, ApprovalSettings, RequestStatus
 from audit.context import AuditContext
 from audit.models import Source
 
@@ -341,6 +341,8 @@ class TestApprovalSettings:
             acme, actor=admin, values={"pending_lifetime_hours": 48}, version=first.version
         )
         assert (first.version, second.version) == (1, 2)
+        saved_at = timezone.now() - timedelta(days=3, hours=5)
+        ApprovalSettings.objects.filter(pk=second.pk).update(updated_at=saved_at)
 
         with pytest.raises(services.StaleSettings) as refused:
             services.update_approval_settings(
@@ -348,7 +350,7 @@ class TestApprovalSettings:
             )
         assert refused.value.message == (
             "Someone changed these settings after you opened the page "
-            f"(at {shown_time(second.updated_at)}). Review the current settings and save again."
+            f"(at {shown_time(saved_at)}). Review the current settings and save again."
         )
 
     def test_a_change_is_recorded_in_the_organizations_chain_with_who_and_how(self, acme, admin):
