@@ -185,3 +185,15 @@ def test_a_head_with_a_time_but_no_event_is_altered(db):
         "The chain's head records the time 2030-01-02T03:04:05.000006Z for its last event, "
         "which has the time of no event."
     )
+
+
+def test_a_chain_whose_head_was_deleted_is_reported(acme, five):
+    AuditChainHead.objects.filter(chain=chain_of(acme)).delete()
+
+    report = verify_chain(chain_of(acme))
+
+    assert (report.first_break.sequence, report.first_break.event_id) == (1, five[0].pk)
+    assert report.first_break.problem == "no head"
+    assert report.first_break.detail == (
+        "The chain has events but no head (approvals_auditchainhead): it was deleted."
+    )
