@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from actions.catalog import START_REMOTE_SHELL
 from actions.models import Category, ResponseAction
+from audit.models import Source
 from responseportal.models import Organization
 
 from . import scope
@@ -49,6 +50,8 @@ class ApprovalSettings(models.Model):
     )
     notify_emails = models.JSONField(default=list, blank=True)
     notify_webhook_url = models.URLField("Also notify this webhook", max_length=500, blank=True)
+    # Two-person approval: {action key: 2 or 3} distinct admins; an action not listed needs one.
+    approvals_needed = models.JSONField(default=dict, blank=True)
     # Goes up by one on every save, so a form opened before someone else's change is refused.
     version = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
@@ -68,6 +71,10 @@ class ApprovalSettings(models.Model):
                 organization=organization, auto_approved_actions=default_auto_approved_actions()
             )
         return found
+
+    def approvals_needed_for(self, action_key: str) -> int:
+        """How many distinct admins must approve a request for the action that waits for them."""
+        return self.approvals_needed.get(action_key, 1)
 
     def in_scope(self, endpoint: str) -> bool:
         """Whether `endpoint` is shown to be inside the scope; see `approvals/scope.py`."""
@@ -170,6 +177,8 @@ class ActionRequest(models.Model):
         related_name="decided_requests",
     )
     decision_reason = models.TextField(blank=True)
+    # Distinct admin approvals it waits for, fixed when it is submitted (0: it needed none).
+    approvals_needed = models.PositiveSmallIntegerField(default=1)
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -427,3 +436,23 @@ class EmailLinkUse(models.Model):
 
     def __str__(self) -> str:
         return f"{self.decision} link of request {self.request_id} used by {self.admin_id}"
+
+
+class Approval(models.Model):
+    """One admin's approval of a request that needs several (two-person approval); the request
+    is approved when the last needed one is given. An admin approves a request once."""
+
+    request = models.ForeignKey(ActionRequest, on_delete=models.CASCADE, related_name="approvals")
+    admin = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    approved_at = models.DateTimeField(default=timezone.now)
+    comment = models.TextField(blank=True)
+    source = models.CharField(max_length=20, choices=Source.choices)
+
+    class Meta:
+        ordering = ["approved_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["request", "admin"], name="one_approval_per_admin")
+        ]
+
+    def __str__(self) -> str:
+        return f"Approval of request {self.request_id} by {self.admin_id}"
