@@ -52,6 +52,9 @@ class ApprovalSettings(models.Model):
     notify_webhook_url = models.URLField("Also notify this webhook", max_length=500, blank=True)
     # Two-person approval: {action key: 2 or 3} distinct admins; an action not listed needs one.
     approvals_needed = models.JSONField(default=dict, blank=True)
+    # Break-glass: operators may run an allowed action at once, to be reviewed afterwards.
+    break_glass_enabled = models.BooleanField("Allow break-glass", default=False)
+    break_glass_actions = models.JSONField(default=list, blank=True)
     # Goes up by one on every save, so a form opened before someone else's change is refused.
     version = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
@@ -118,6 +121,12 @@ class ApprovalMode(models.TextChoices):
     NOT_REQUIRED = "not_required", "Approval not required"
     AUTO = "auto", "Automatically approved"
     MANUAL = "manual", "Manual approval"
+    BREAK_GLASS = "break_glass", "Break-glass"
+
+
+class ReviewOutcome(models.TextChoices):
+    ACCEPT = "accept", "Accepted"
+    FLAG = "flag", "Flagged"
 
 
 class RequestStatus(models.TextChoices):
@@ -199,6 +208,24 @@ class ActionRequest(models.Model):
     end_reason = models.TextField(blank=True)
     # One per rendered form: a double click or a browser resubmit finds the first request.
     submission_token = models.UUIDField(unique=True, null=True, blank=True, editable=False)
+    # Break-glass: why the operator ran it without approval, and the admin's review afterwards.
+    justification = models.TextField(blank=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="reviewed_requests",
+    )
+    review_outcome = models.CharField(max_length=10, choices=ReviewOutcome.choices, blank=True)
+    review_comment = models.TextField(blank=True)
+    # When the review was announced again, once, for a run left unreviewed too long.
+    review_reminded_at = models.DateTimeField(null=True, blank=True)
+    # The request this one reverses (its Undo), e.g. the Isolate Endpoint a Restore undoes.
+    undoes = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="undone_by"
+    )
 
     class Meta:
         ordering = ["-submitted_at", "-id"]
@@ -221,6 +248,13 @@ class ActionRequest(models.Model):
                 name="request_open_shells",
                 condition=models.Q(active_until__isnull=False, ended_at__isnull=True),
             ),
+            # The Needs review list, the dashboard's count and the overdue-review announcement:
+            # an organization's break-glass runs no admin has reviewed yet, oldest first.
+            models.Index(
+                fields=["organization", "submitted_at"],
+                name="request_unreviewed",
+                condition=models.Q(approval_mode="break_glass", reviewed_at__isnull=True),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -229,6 +263,15 @@ class ActionRequest(models.Model):
     @property
     def is_pending(self) -> bool:
         return self.status == RequestStatus.PENDING
+
+    @property
+    def is_break_glass(self) -> bool:
+        return self.approval_mode == ApprovalMode.BREAK_GLASS
+
+    @property
+    def awaits_review(self) -> bool:
+        """A break-glass run that no admin has reviewed yet."""
+        return self.is_break_glass and self.reviewed_at is None
 
     def is_overdue(self, now=None) -> bool:
         """Pending past its expiry time: it can no longer be approved, marked or not."""
