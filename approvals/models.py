@@ -27,6 +27,11 @@ class ScopeMode(models.TextChoices):
     SELECTED = "selected", "Selected endpoints only"
 
 
+# The longest pending lifetime (720 h) less its last quarter: a reminder must come before the
+# last one, which is sent when a quarter of the lifetime is left.
+MAX_REMIND_AFTER_MINUTES = 720 * 60 * 3 // 4
+
+
 class ApprovalSettings(models.Model):
     """An organization's rules for which requests run without a manual decision."""
 
@@ -47,6 +52,13 @@ class ApprovalSettings(models.Model):
         "Remote shell sessions last (hours)",
         default=4,
         validators=[MinValueValidator(1), MaxValueValidator(24)],
+    )
+    # A pending request is announced again this long after its submission, then once more
+    # when a quarter of its lifetime is left; 0 sends no reminders (approvals/reminders.py).
+    remind_after_minutes = models.PositiveIntegerField(
+        "Remind admins after (minutes)",
+        default=30,
+        validators=[MaxValueValidator(MAX_REMIND_AFTER_MINUTES)],
     )
     notify_emails = models.JSONField(default=list, blank=True)
     notify_webhook_url = models.URLField("Also notify this webhook", max_length=500, blank=True)
@@ -159,6 +171,18 @@ UNDECIDED_ENDINGS = frozenset(
 FINAL = FINISHED | UNDECIDED_ENDINGS
 
 
+class Reminder(models.IntegerChoices):
+    """The reminders sent to the admins about a pending request, in the order they come."""
+
+    NONE = 0, "None yet"
+    STILL_WAITING = 1, "Still waiting"
+    CLOSE_TO_EXPIRY = 2, "Close to expiry"
+
+
+# A pending request with this share of its lifetime left, or less, is close to expiry.
+CLOSE_TO_EXPIRY_SHARE = 4  # one quarter
+
+
 class ActionRequest(models.Model):
     """An operator's request to run one response action in one organization."""
 
@@ -208,6 +232,11 @@ class ActionRequest(models.Model):
     end_reason = models.TextField(blank=True)
     # One per rendered form: a double click or a browser resubmit finds the first request.
     submission_token = models.UUIDField(unique=True, null=True, blank=True, editable=False)
+    # The last reminder the admins were sent about it while it waited, and when.
+    last_reminder = models.PositiveSmallIntegerField(
+        choices=Reminder.choices, default=Reminder.NONE
+    )
+    last_reminded_at = models.DateTimeField(null=True, blank=True)
     # Break-glass: why the operator ran it without approval, and the admin's review afterwards.
     justification = models.TextField(blank=True)
     reviewed_at = models.DateTimeField(null=True, blank=True)
@@ -277,6 +306,23 @@ class ActionRequest(models.Model):
         """Pending past its expiry time: it can no longer be approved, marked or not."""
         now = now or timezone.now()
         return self.is_pending and self.expires_at is not None and self.expires_at <= now
+
+    @property
+    def close_to_expiry_from(self):
+        """When a quarter of its lifetime is left (None if it never waited for a decision)."""
+        if self.expires_at is None:
+            return None
+        return self.expires_at - (self.expires_at - self.submitted_at) / CLOSE_TO_EXPIRY_SHARE
+
+    def is_close_to_expiry(self, now=None) -> bool:
+        """Pending, not yet overdue, with a quarter of its lifetime left or less: the queue and
+        the dashboard mark it, and its admins get a last reminder."""
+        now = now or timezone.now()
+        return (
+            self.is_pending
+            and self.expires_at is not None
+            and self.close_to_expiry_from <= now < self.expires_at
+        )
 
     def can_be_decided_by(self, user) -> bool:
         """Whether `user`, an admin of its organization, may decide it now: it is pending, not
