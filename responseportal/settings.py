@@ -85,9 +85,13 @@ INSTALLED_APPS = [
     "crispy_bootstrap5",
     "bootstrap",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "responseportal",
     "actions",
     "audit",
+    "accounts",
     "approvals",
     "rest_framework",
     "drf_spectacular",
@@ -175,6 +179,17 @@ AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_CLIENT_IP_CALLABLE = "responseportal.http.client_ip"
 AXES_VERBOSE = False
+
+# Step-up (accounts/stepup.py): the changes that matter need a second factor proved within
+# this many seconds; older, the portal asks for it again before it completes the change.
+STEP_UP_MAX_AGE = env_int("STEP_UP_MAX_AGE", 10 * 60)
+# Passkeys: the relying party's id, the domain the passkeys belong to (by default the host the
+# portal is reached at); the origins a passkey may be used from (by default the page's own).
+WEBAUTHN_RP_ID = env_str("WEBAUTHN_RP_ID")
+WEBAUTHN_RP_NAME = env_str("WEBAUTHN_RP_NAME", "Response Portal")
+WEBAUTHN_ORIGINS = env_list("WEBAUTHN_ORIGINS", [])
+# The issuer shown by authenticator apps next to the code.
+OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "Response Portal")
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
