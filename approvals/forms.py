@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from crispy_forms.helper import FormHelper
+from crispy_forms.layout import Layout
 from django import forms
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 
@@ -21,6 +22,7 @@ from actions import catalog, validators
 from actions.validators import shown
 from responseportal.models import Organization
 
+from . import break_glass as break_glass_rules
 from . import state
 from .models import Script
 from .services import Target
@@ -86,6 +88,25 @@ class ActionForm(forms.Form):
 
     # One per rendered form: a double click or a resubmit sends the same token again.
     submission_token = forms.UUIDField(widget=forms.HiddenInput)
+    # Run at once without approval, where the organization allows it; reviewed afterwards.
+    break_glass = forms.BooleanField(
+        label="Break glass: run now, without waiting for approval",
+        required=False,
+        help_text=(
+            "For an emergency only. Every admin is told at once, and an admin reviews the run "
+            "afterwards."
+        ),
+    )
+    justification = forms.CharField(
+        label="Justification",
+        required=False,
+        max_length=break_glass_rules.MAX_JUSTIFICATION,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=(
+            f"Required to break glass: at least {break_glass_rules.MIN_JUSTIFICATION} "
+            "characters on why this cannot wait for an admin's approval."
+        ),
+    )
 
     def __init__(self, *args, organization: Organization, **kwargs):
         super().__init__(*args, **kwargs)
@@ -95,12 +116,27 @@ class ActionForm(forms.Form):
         self.helper = FormHelper()
         self.helper.form_tag = False
 
+    def offer_break_glass(self, offered: bool) -> None:
+        """Show the break-glass fields only where the organization allows it for this action;
+        posted anyway, they are refused by the decision rule, which says why."""
+        if not offered:
+            self.helper.layout = Layout(
+                *(name for name in self.fields if name not in ("break_glass", "justification"))
+            )
+
     @classmethod
     def definition(cls) -> catalog.ActionDefinition:
         return catalog.BY_KEY[cls.action_key]
 
     def clean(self):
         cleaned_data = super().clean()
+        if cleaned_data.get("break_glass") and not self.has_error("justification"):
+            try:
+                cleaned_data["justification"] = break_glass_rules.cleaned_justification(
+                    cleaned_data.get("justification", "")
+                )
+            except ValidationError as problem:
+                self.add_error("justification", problem)
         if self.has_error("submission_token"):
             self.add_error(
                 None,
@@ -142,6 +178,8 @@ class ActionForm(forms.Form):
 
 
 FORMS: dict[str, type[ActionForm]] = {}
+# The fields of every request form, after the action's own.
+SHARED_FIELDS = ("submission_token", "break_glass", "justification")
 
 
 def register(key: str) -> Callable[[type[ActionForm]], type[ActionForm]]:
@@ -149,7 +187,7 @@ def register(key: str) -> Callable[[type[ActionForm]], type[ActionForm]]:
     definition = catalog.BY_KEY[key]
 
     def decorate(form_class: type[ActionForm]) -> type[ActionForm]:
-        declared = set(form_class.base_fields) - {"submission_token"}
+        declared = set(form_class.base_fields) - set(SHARED_FIELDS)
         expected = {parameter.name for parameter in definition.parameters}
         if declared != expected:
             raise ImproperlyConfigured(
@@ -167,7 +205,8 @@ def register(key: str) -> Callable[[type[ActionForm]], type[ActionForm]]:
                 # Approvers read every typed value: none may hide or reorder characters.
                 field.validators.append(validators.refuse_invisible)
             fields[parameter.name] = field
-        fields["submission_token"] = form_class.base_fields["submission_token"]
+        for name in SHARED_FIELDS:
+            fields[name] = form_class.base_fields[name]
         form_class.base_fields = fields
         form_class.action_key = key
         form_class.exactly_one_endpoint = catalog.ONE_ENDPOINT in definition.parameters

@@ -7,6 +7,10 @@
 | `approved`, `rejected` | the requester | an admin decided |
 | `expired` | the requester | nobody decided in time |
 | `finished` | the requester | execution ended, with each target's result |
+| `reminder` | the same as `pending` | still pending after the remind-after time (once) |
+| `close_to_expiry` | the same | a quarter of a waiting request's lifetime is left (once) |
+| `break_glass` | the same as `pending` | an operator broke glass: it runs at once, to be reviewed |
+| `review_overdue` | the same | a break-glass run is still unreviewed a day later (announced once) |
 
 Every notification goes through an outbox (`Notification`): `schedule` writes it in the
 transaction of the change, a worker delivers it once that commits, and `deliver_due` (beat,
@@ -63,6 +67,10 @@ APPROVED = "approved"
 REJECTED = "rejected"
 EXPIRED = "expired"
 FINISHED = "finished"
+REMINDER = "reminder"
+CLOSE_TO_EXPIRY = "close_to_expiry"
+BREAK_GLASS = "break_glass"
+REVIEW_OVERDUE = "review_overdue"
 
 SUBJECT_PREFIX = "[Response Portal] "
 # Listed in an e-mail; the page shows them all.
@@ -82,7 +90,21 @@ KINDS = {
     REJECTED: Kind("Rejected: {action} in {organization}", to_admins=False),
     EXPIRED: Kind("Expired without a decision: {action} in {organization}", to_admins=False),
     FINISHED: Kind("{status}: {action} in {organization}", to_admins=False),
+    REMINDER: Kind("Reminder, approval still needed: {action} in {organization}", to_admins=True),
+    CLOSE_TO_EXPIRY: Kind(
+        "Expires soon, approval still needed: {action} in {organization}", to_admins=True
+    ),
+    BREAK_GLASS: Kind("Break-glass, review needed: {action} in {organization}", to_admins=True),
+    REVIEW_OVERDUE: Kind(
+        "Break-glass still unreviewed: {action} in {organization}", to_admins=True
+    ),
 }
+
+
+# The kinds that ask the admins for a decision, with Approve and Reject links (approvals/
+# reminders.py sends the reminders); a reminder about a request that no longer waits is not sent.
+REMINDERS = frozenset({REMINDER, CLOSE_TO_EXPIRY})
+DECISION_KINDS = REMINDERS | {PENDING}
 
 
 # The worker that gets a notification right after commit has this long before the periodic
@@ -288,7 +310,11 @@ def recipients(kind: str, action_request: ActionRequest) -> list[str]:
 def deciders(kind: str, action_request: ActionRequest) -> dict[str, object]:
     """The admins who get Approve and Reject links in the `kind` e-mail, by lower-cased
     address: for a pending request, its organization's active admins, except its requester."""
-    if kind != PENDING or not action_request.is_pending or action_request.expires_at is None:
+    if (
+        kind not in DECISION_KINDS
+        or not action_request.is_pending
+        or action_request.expires_at is None
+    ):
         return {}
     admins = (
         Membership.objects.filter(
@@ -305,10 +331,16 @@ def deciders(kind: str, action_request: ActionRequest) -> dict[str, object]:
     return found
 
 
+def outdated(kind: str, action_request: ActionRequest) -> bool:
+    """A reminder about a request that no longer waits (decided, cancelled or expired since it
+    was written): neither its e-mail nor its webhook notice is sent."""
+    return kind in REMINDERS and (not action_request.is_pending or action_request.is_overdue())
+
+
 def build(kind: str, action_request: ActionRequest) -> list[EmailMessage]:
     """One message per recipient, so no one sees who else was told (nor anyone's links)."""
     to = recipients(kind, action_request)
-    if not to:
+    if not to or outdated(kind, action_request):
         return []
     targets = list(action_request.targets.order_by("position")[: SHOWN_TARGETS + 1])
     subject = SUBJECT_PREFIX + KINDS[kind].subject.format(
@@ -324,7 +356,7 @@ def build(kind: str, action_request: ActionRequest) -> list[EmailMessage]:
         if len(targets) > SHOWN_TARGETS
         else 0,
     }
-    if kind == PENDING:
+    if kind in DECISION_KINDS:
         # What will run: the endpoints are listed as targets already.
         context["parameters"] = [
             {**row, "lines": row["text"].splitlines()[:SHOWN_TARGETS]}
@@ -343,9 +375,9 @@ def build(kind: str, action_request: ActionRequest) -> list[EmailMessage]:
             personal.update(email_links.urls_for(action_request, admin))
         body = render_to_string(f"approvals/email/{kind}.txt", personal).strip()
         message = EmailMultiAlternatives(subject, body, settings.DEFAULT_FROM_EMAIL, [address])
-        if kind == PENDING:
+        if kind in DECISION_KINDS:
             message.attach_alternative(
-                render_to_string("approvals/email/pending.html", personal), "text/html"
+                render_to_string(f"approvals/email/{kind}.html", personal), "text/html"
             )
         messages.append(message)
     return messages
@@ -392,7 +424,11 @@ def webhook_payload(kind: str, action_request: ActionRequest) -> bytes:
             if action_request.decided_by
             else None,
             "decision_reason": action_request.decision_reason,
+            "justification": action_request.justification,
             "submitted_at": action_request.submitted_at.isoformat(),
+            "expires_at": action_request.expires_at.isoformat()
+            if action_request.expires_at
+            else None,
             "targets": [target.value for target in targets],
             "target_count": action_request.targets.count(),
             "url": request_url(action_request),
@@ -411,7 +447,7 @@ def send_webhook(kind: str, request_id: int) -> int | None:
         "organization", "action", "requester", "decided_by"
     ).get(pk=request_id)
     url = ApprovalSettings.for_organization(action_request.organization).notify_webhook_url
-    if not url:
+    if not url or outdated(kind, action_request):
         return None
     body = webhook_payload(kind, action_request)
     headers = {

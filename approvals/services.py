@@ -11,25 +11,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from actions.models import ResponseAction
+from actions.validators import shown
 from audit.chain import record
 from audit.context import SYSTEM, AuditContext
 from responseportal.http import masked_url
 from responseportal.models import Organization, Role
 
+from . import break_glass as break_glass_rules
 from . import notifications
 from .decision import decide
 from .execution.steps import queue_after_commit
 from .models import (
     ActionRequest,
+    Approval,
     ApprovalMode,
     ApprovalSettings,
     RequestStatus,
     RequestTarget,
+    ReviewOutcome,
     ScopeMode,
     Script,
 )
@@ -100,9 +104,15 @@ def submit_request(
     endpoints: Sequence[str],
     summary: str = "",
     submission_token: uuid.UUID | None = None,
+    break_glass: bool = False,
+    justification: str = "",
+    undoes: ActionRequest | None = None,
     context: AuditContext = SYSTEM,
 ) -> ActionRequest:
     """Create a request, approved at once or pending; refused ones raise SubmissionRefused.
+
+    With `break_glass` (and a `justification`), an allowed request runs at once, the admins
+    are told, and it waits for an admin's review. `undoes` links the request it reverses.
 
     The same `submission_token` submitted twice (a double click) returns the first request.
     A token counts per user, organization and action: the same token from another operator,
@@ -124,6 +134,9 @@ def submit_request(
                 endpoints=endpoints,
                 summary=summary,
                 submission_token=key,
+                break_glass=break_glass,
+                justification=justification,
+                undoes=undoes,
                 context=context,
             )
     except IntegrityError:
@@ -152,6 +165,9 @@ def _create_request(
     endpoints,
     summary,
     submission_token,
+    break_glass,
+    justification,
+    undoes,
     context,
 ) -> ActionRequest:
     role = role_of(actor, organization, {Role.OPERATOR}, "submit requests")
@@ -160,9 +176,16 @@ def _create_request(
     )
     if settings is None:
         settings = ApprovalSettings.for_organization(organization)
-    decision = decide(action, settings, endpoints)
+    decision = decide(action, settings, endpoints, break_glass=break_glass)
     if decision.refused:
         raise SubmissionRefused(decision.refusal)
+    if decision.mode == ApprovalMode.BREAK_GLASS:
+        try:
+            justification = break_glass_rules.cleaned_justification(justification)
+        except ValidationError as problem:
+            raise SubmissionRefused(problem.messages[0]) from None
+    else:
+        justification = ""
     now = timezone.now()
     manual = decision.mode == ApprovalMode.MANUAL
     action_request = ActionRequest.objects.create(
@@ -172,11 +195,14 @@ def _create_request(
         parameters=parameters,
         summary=summary,
         approval_mode=decision.mode,
+        approvals_needed=decision.approvals_needed,
         status=RequestStatus.PENDING if manual else RequestStatus.APPROVED,
         submitted_at=now,
         expires_at=now + timedelta(hours=settings.pending_lifetime_hours) if manual else None,
         decided_at=None if manual else now,
         submission_token=submission_token,
+        justification=justification,
+        undoes=undoes,
     )
     RequestTarget.objects.bulk_create(
         RequestTarget(
@@ -196,9 +222,21 @@ def _create_request(
             "parameters": parameters,
             "targets": [target.value for target in targets],
             "out_of_scope": list(decision.out_of_scope),
+            **({"undoes": str(undoes.uuid)} if undoes is not None else {}),
         },
         context=context,
     )
+    if decision.mode == ApprovalMode.BREAK_GLASS:
+        record(
+            organization,
+            "request.break_glass",
+            actor=actor,
+            role=role,
+            action_request=action_request,
+            data={"justification": justification},
+            context=context,
+        )
+        notifications.schedule(notifications.BREAK_GLASS, action_request.pk)
     if decision.mode == ApprovalMode.AUTO:
         record(organization, "request.auto_approved", action_request=action_request, context=SYSTEM)
         notifications.schedule(notifications.AUTO_APPROVED, action_request.pk)
@@ -226,6 +264,17 @@ def _decide(
         if action_request.requester_id == actor.pk:
             raise SeparationOfDuties()
         refusal = _refusal(action_request, now)
+        approving = status == RequestStatus.APPROVED
+        if refusal is None and approving:
+            refusal = _approved_before(action_request, actor)
+        if (
+            refusal is None
+            and approving
+            and not _add_approval_completes(
+                action_request, actor=actor, role=role, comment=reason, context=context, now=now
+            )
+        ):
+            return action_request
         if refusal is None:
             action_request.status = status
             action_request.decided_at = now
@@ -255,6 +304,50 @@ def _decide(
     if refusal is not None:
         raise TransitionRefused(refusal)
     return action_request
+
+
+def _approved_before(action_request: ActionRequest, actor) -> str | None:
+    """None unless `actor` already approved the pending request; then why they cannot again."""
+    earlier = Approval.objects.filter(request=action_request, admin=actor).first()
+    if earlier is None:
+        return None
+    given = action_request.approvals.count()
+    return (
+        f"You already approved this request at {when(earlier.approved_at)}: each admin "
+        f"counts once. It has {given} of the {action_request.approvals_needed} approvals it "
+        "needs and waits for another admin."
+    )
+
+
+def _add_approval_completes(
+    action_request: ActionRequest, *, actor, role: str, comment: str, context, now
+) -> bool:
+    """Record `actor`'s approval of the locked, pending request. True if it is the last one
+    needed (the caller then approves the request); else the request stays pending and the
+    approval is audited as `request.approval_added`."""
+    Approval.objects.create(
+        request=action_request,
+        admin=actor,
+        approved_at=now,
+        comment=comment,
+        source=context.source,
+    )
+    given = action_request.approvals.count()
+    if given >= action_request.approvals_needed:
+        return True
+    record(
+        action_request.organization,
+        "request.approval_added",
+        actor=actor,
+        role=role,
+        action_request=action_request,
+        data={
+            "approvals": {"given": given, "needed": action_request.approvals_needed},
+            "comment": comment,
+        },
+        context=context,
+    )
+    return False
 
 
 REASON_REQUIRED = "Give a reason for rejecting: the requester will read it."
@@ -315,6 +408,57 @@ def cancel_request(request_id: int, *, actor, context: AuditContext = SYSTEM) ->
     return action_request
 
 
+REVIEW_COMMENT_REQUIRED = (
+    "Give a comment when you flag a break-glass run: say what was wrong, for the record."
+)
+
+
+def review_request(
+    request_id: int, *, actor, outcome: str, comment: str = "", context: AuditContext = SYSTEM
+) -> ActionRequest:
+    """An admin's review of a break-glass run, once: accepted, or flagged with a comment."""
+    comment = comment.strip()
+    if outcome not in ReviewOutcome.values:
+        raise TransitionRefused(
+            f"`{shown(outcome)}` is not a review outcome: expected accept or flag."
+        )
+    if outcome == ReviewOutcome.FLAG and not comment:
+        raise TransitionRefused(REVIEW_COMMENT_REQUIRED)
+    with transaction.atomic():
+        action_request = lock_request(request_id)
+        role = role_of(actor, action_request.organization, {Role.ADMIN}, "review break-glass runs")
+        if action_request.requester_id == actor.pk:
+            raise TransitionRefused(
+                "You submitted this request, so another admin must review it "
+                "(separation of duties)."
+            )
+        if not action_request.is_break_glass:
+            raise TransitionRefused("This request did not break glass: there is nothing to review.")
+        if action_request.reviewed_at is not None:
+            raise TransitionRefused(
+                f"This break-glass run was already reviewed by {who(action_request.reviewed_by)} "
+                f"at {when(action_request.reviewed_at)}: "
+                f"{action_request.get_review_outcome_display().lower()}."
+            )
+        action_request.reviewed_at = timezone.now()
+        action_request.reviewed_by = actor
+        action_request.review_outcome = outcome
+        action_request.review_comment = comment
+        action_request.save(
+            update_fields=["reviewed_at", "reviewed_by", "review_outcome", "review_comment"]
+        )
+        record(
+            action_request.organization,
+            "request.reviewed",
+            actor=actor,
+            role=role,
+            action_request=action_request,
+            data={"outcome": outcome, "comment": comment},
+            context=context,
+        )
+    return action_request
+
+
 def expire_request(request_id: int) -> bool:
     """Mark one overdue pending request expired; False if it was not (or no longer) overdue."""
     with transaction.atomic():
@@ -341,6 +485,9 @@ SETTINGS_FIELDS = (
     "remote_shell_validity_hours",
     "notify_emails",
     "notify_webhook_url",
+    "approvals_needed",
+    "break_glass_enabled",
+    "break_glass_actions",
 )
 SCOPE_LISTS = ("scope_selected", "scope_exceptions")
 
@@ -362,6 +509,11 @@ def settings_problem(settings: ApprovalSettings) -> str:
         return (
             "With automatic approval on, tick at least one action to approve automatically, "
             "or turn automatic approval off."
+        )
+    if settings.break_glass_enabled and not settings.break_glass_actions:
+        return (
+            "With break-glass allowed, tick at least one action operators may break glass "
+            "for, or disallow break-glass."
         )
     if settings.scope_mode == ScopeMode.SELECTED and not settings.scope_selected:
         return (

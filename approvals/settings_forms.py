@@ -123,6 +123,36 @@ def parse_endpoint_csv(data: UploadedFile | bytes) -> list[str]:
     return list(endpoints)
 
 
+APPROVALS_FIELD_PREFIX = "approvals_needed__"
+APPROVALS_CHOICES = [("1", "1 admin"), ("2", "2 distinct admins"), ("3", "3 distinct admins")]
+
+
+def approvals_field_name(action_key: str) -> str:
+    return f"{APPROVALS_FIELD_PREFIX}{action_key}"
+
+
+class ApprovalsNeededField(forms.ChoiceField):
+    """How many distinct admins must approve a request for one action: exactly `1`, `2` or `3`
+    as the list sends them (no other spelling). Left out, the current number stays."""
+
+    def __init__(self, action: ResponseAction):
+        super().__init__(
+            label=f"Approvals needed for {action.name}",
+            choices=APPROVALS_CHOICES,
+            required=False,
+            widget=forms.Select(attrs={"class": "form-select form-select-sm"}),
+        )
+        self.action_name = action.name
+
+    def validate(self, value: str) -> None:
+        if value and value not in {choice for choice, _ in APPROVALS_CHOICES}:
+            raise ValidationError(
+                f"`{shown(value, 20)}` is not a number of approvals for {self.action_name}: "
+                "expected 1, 2 or 3.",
+                code="invalid_choice",
+            )
+
+
 def _hours_field(label: str, *, maximum: int, default: int, help_text: str) -> forms.IntegerField:
     expected = f"a whole number of hours from 1 to {maximum}"
     return forms.IntegerField(
@@ -238,6 +268,26 @@ class ApprovalSettingsForm(forms.Form):
             "(see the README), for a chat channel or your own automation."
         ),
     )
+    break_glass_enabled = forms.BooleanField(
+        label="Allow break-glass",
+        required=False,
+        help_text=(
+            "On: an operator may run one of the actions ticked below at once, without "
+            "waiting for approval, by ticking Break glass and giving a justification. Every "
+            "admin is told at once, and each such run waits in Needs review until an admin "
+            "accepts or flags it."
+        ),
+    )
+    break_glass_actions = forms.MultipleChoiceField(
+        label="Actions that may break glass",
+        required=False,
+        widget=forms.CheckboxSelectMultiple(attrs={"class": "form-check-input"}),
+        help_text=(
+            "Only for endpoints in scope. Actions that need automatic approval can never "
+            "break glass."
+        ),
+        error_messages={"invalid_choice": "`%(value)s` is not an action that can break glass."},
+    )
     version = forms.IntegerField(
         widget=forms.HiddenInput,
         min_value=0,
@@ -269,6 +319,8 @@ class ApprovalSettingsForm(forms.Form):
                 "notify_webhook_url": settings.notify_webhook_url
                 if editable
                 else masked_url(settings.notify_webhook_url),
+                "break_glass_enabled": settings.break_glass_enabled,
+                "break_glass_actions": settings.break_glass_actions,
                 "version": settings.version,
             },
         )
@@ -278,6 +330,13 @@ class ApprovalSettingsForm(forms.Form):
         self.fields["auto_approved_actions"].choices = [
             (action.key, action.name) for action in self.actions
         ]
+        self.fields["break_glass_actions"].choices = [
+            (action.key, action.name) for action in self.actions if not action.needs_auto_approval
+        ]
+        for action in self.actions:
+            field = ApprovalsNeededField(action)
+            field.initial = str(settings.approvals_needed_for(action.key))
+            self.fields[approvals_field_name(action.key)] = field
         if not editable:
             for field in self.fields.values():
                 field.disabled = True
@@ -285,6 +344,10 @@ class ApprovalSettingsForm(forms.Form):
     def clean_auto_approved_actions(self) -> list[str]:
         # In catalog order, so that the same ticks always compare equal to the stored list.
         ticked = set(self.cleaned_data["auto_approved_actions"])
+        return [action.key for action in self.actions if action.key in ticked]
+
+    def clean_break_glass_actions(self) -> list[str]:
+        ticked = set(self.cleaned_data["break_glass_actions"])
         return [action.key for action in self.actions if action.key in ticked]
 
     def clean_scope_selected_csv(self) -> list[str] | None:
@@ -347,6 +410,16 @@ class ApprovalSettingsForm(forms.Form):
             )
             if problem:
                 self.add_error("auto_approved_actions", problem)
+        if "break_glass_enabled" in cleaned and "break_glass_actions" in cleaned:
+            problem = settings_problem(
+                ApprovalSettings(
+                    break_glass_enabled=cleaned["break_glass_enabled"],
+                    break_glass_actions=cleaned["break_glass_actions"],
+                )
+            )
+            if problem:
+                self.add_error("break_glass_actions", problem)
+        cleaned["approvals_needed"] = self._approvals_needed()
         selected_known = not {"scope_selected_csv", "clear_scope_selected"} & self.errors.keys()
         if "scope_mode" in cleaned and selected_known:
             selected = self.replaced_lists().get("scope_selected", self.settings.scope_selected)
@@ -356,6 +429,46 @@ class ApprovalSettingsForm(forms.Form):
             if problem:
                 self.add_error("scope_mode", problem)
         return cleaned
+
+    def _approvals_needed(self) -> dict[str, int]:
+        """{action key: 2 or 3} from the approvals fields; a field the submission leaves out
+        (an older script's form) keeps the action's current number."""
+        actions = {action.key for action in self.actions}
+        needed = {
+            key: count
+            for key, count in self.settings.approvals_needed.items()
+            if key not in actions
+        }
+        for action in self.actions:
+            name = approvals_field_name(action.key)
+            if name in self.errors:
+                continue
+            value = self.cleaned_data.get(name, "")
+            if value == "" and name in self.data and not self.fields[name].disabled:
+                self.add_error(name, f"Choose 1, 2 or 3 approvals for {action.name}.")
+                continue
+            count = int(value) if value else self.settings.approvals_needed_for(action.key)
+            if count > 1:
+                needed[action.key] = count
+        return needed
+
+    def approvals_groups(self) -> list[dict]:
+        """The approvals-needed fields, under one heading per category."""
+        return [
+            {
+                "category": category,
+                "heading": heading,
+                "fields": [
+                    self[approvals_field_name(action.key)]
+                    for action in self.actions
+                    if action.category == category
+                ],
+            }
+            for category, heading in (
+                (Category.CRITICAL, "Critical actions"),
+                (Category.RECOMMENDED, "Recommended actions"),
+            )
+        ]
 
     def replaced_lists(self) -> dict[str, list[str]]:
         """The endpoint lists this submission replaces: by an imported file, or emptied."""

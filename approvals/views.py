@@ -7,7 +7,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Count, IntegerField, OuterRef, Prefetch, Q, Subquery
+from django.db.models import Count, Exists, IntegerField, OuterRef, Prefetch, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -37,7 +37,14 @@ from .decision_forms import (
 )
 from .forms import form_for
 from .lookups import get_request_for
-from .models import ActionRequest, ApprovalMode, ApprovalSettings, RequestStatus, RequestTarget
+from .models import (
+    ActionRequest,
+    Approval,
+    ApprovalMode,
+    ApprovalSettings,
+    RequestStatus,
+    RequestTarget,
+)
 from .transitions import SubmissionRefused, TransitionRefused
 
 PAGE_SIZE = 50
@@ -87,6 +94,8 @@ def new_request(request: HttpRequest, slug: str, key: str) -> HttpResponse:
                 endpoints=form.endpoints(),
                 summary=form.summary(),
                 submission_token=form.cleaned_data["submission_token"],
+                break_glass=form.cleaned_data["break_glass"],
+                justification=form.cleaned_data["justification"],
                 context=AuditContext.from_request(request),
             )
         except SubmissionRefused as refusal:
@@ -95,6 +104,7 @@ def new_request(request: HttpRequest, slug: str, key: str) -> HttpResponse:
             messages.success(request, _submitted_message(created))
             return redirect("request_detail", slug, created.uuid)
     settings = ApprovalSettings.for_organization(organization)
+    form.offer_break_glass(not decide(action, settings, [], break_glass=True).refused)
     return render(
         request,
         "approvals/new_request.html",
@@ -109,6 +119,11 @@ def new_request(request: HttpRequest, slug: str, key: str) -> HttpResponse:
 
 
 def _submitted_message(created: ActionRequest) -> str:
+    if created.is_break_glass:
+        return (
+            "Break-glass: the request runs now. Every admin has been told, and an admin will "
+            "review it."
+        )
     if created.approval_mode == ApprovalMode.MANUAL:
         return (
             f"Request submitted. It waits for a decision by {created.organization.name}'s admins."
@@ -212,6 +227,7 @@ def request_list(request: HttpRequest, slug: str) -> HttpResponse:
 def request_detail(request: HttpRequest, slug: str, uuid: uuid_module.UUID) -> HttpResponse:
     membership, action_request = get_request_for(request.user, slug, uuid)
     is_requester = action_request.requester_id == request.user.pk
+    approvals = list(action_request.approvals.select_related("admin"))
     return render(
         request,
         "approvals/request_detail.html",
@@ -226,6 +242,8 @@ def request_detail(request: HttpRequest, slug: str, uuid: uuid_module.UUID) -> H
                 membership.role == Role.ADMIN and action_request.can_be_decided_by(request.user)
             ),
             "can_cancel": is_requester and action_request.is_pending,
+            "approvals": approvals,
+            "approved_by_me": any(approval.admin_id == request.user.pk for approval in approvals),
             "is_requester": is_requester,
         },
     )
@@ -265,9 +283,11 @@ def _decide(
     context = AuditContext.from_request(request, source=source)
     try:
         if decision == APPROVE:
-            services.approve_request(
+            decided = services.approve_request(
                 action_request.pk, actor=request.user, comment=text, context=context
             )
+            # The caller's copy learns whether it is approved or waits for more approvals.
+            action_request.status = decided.status
         else:
             services.reject_request(
                 action_request.pk, actor=request.user, reason=text, context=context
@@ -275,6 +295,26 @@ def _decide(
     except TransitionRefused as refusal:
         return refusal.message
     return None
+
+
+def decided_message(action_request: ActionRequest, decision: str) -> str:
+    """What an admin reads after deciding one request: approved, rejected, or their approval
+    counted and the request waiting for another admin's (two-person approval)."""
+    if decision == APPROVE and action_request.is_pending:
+        given = action_request.approvals.count()
+        return (
+            f"Your approval is recorded: {action_request.action.name} has {given} of the "
+            f"{action_request.approvals_needed} approvals it needs and waits for another admin."
+        )
+    return f"{DONE[decision]}: {action_request.action.name}."
+
+
+def _waiting_message(waiting: int) -> str:
+    """After a bulk approval: the requests that counted the admin's approval and wait for more."""
+    return (
+        f"Your approval was recorded on {waiting} request{'s' if waiting != 1 else ''} that "
+        f"need{'s' if waiting == 1 else ''} another admin's approval too."
+    )
 
 
 def _decide_one(request: HttpRequest, slug: str, uuid: uuid_module.UUID, decision: str):
@@ -287,7 +327,7 @@ def _decide_one(request: HttpRequest, slug: str, uuid: uuid_module.UUID, decisio
     else:
         refusal = _decide(request, action_request, decision, form.cleaned_data[text])
         if refusal is None:
-            messages.success(request, f"{DONE[decision]}: {action_request.action.name}.")
+            messages.success(request, decided_message(action_request, decision))
         else:
             messages.error(request, refusal)
     return _back(request, form, action_request_url(slug, action_request))
@@ -360,11 +400,16 @@ def queue(request: HttpRequest, slug: str) -> HttpResponse:
         _decide_many(request, organization, form)
         return _back(request, form, request.get_full_path())
     filters = QueueFilter(request.GET or None)
-    action_requests = filters.apply(_listing(organization))
-    page = _page(request, action_requests)
     pending_filter = not filters.is_bound or (
         filters.is_valid() and filters.cleaned_data["status"] == "pending"
     )
+    action_requests = _with_approvals(filters.apply(_listing(organization)), request.user)
+    if pending_filter:
+        # Two-person approval: what an admin already approved waits for another admin.
+        action_requests = action_requests.filter(approved_by_me=False)
+    page = _page(request, action_requests)
+    for action_request in page.object_list:
+        action_request.selectable = action_request.selectable and not action_request.approved_by_me
     return render(
         request,
         "approvals/queue.html",
@@ -378,6 +423,22 @@ def queue(request: HttpRequest, slug: str) -> HttpResponse:
             if pending_filter and page.has_other_pages()
             else 0,
         },
+    )
+
+
+def _with_approvals(action_requests, user):
+    """Each request with how many admins approved it, and whether `user` is one of them."""
+    given = Subquery(
+        Approval.objects.filter(request=OuterRef("pk"))
+        .order_by()
+        .values("request")
+        .annotate(n=Count("pk"))
+        .values("n"),
+        output_field=IntegerField(),
+    )
+    return action_requests.annotate(
+        approvals_counted=Coalesce(given, 0),
+        approved_by_me=Exists(Approval.objects.filter(request=OuterRef("pk"), admin=user)),
     )
 
 
@@ -404,6 +465,7 @@ def _decide_all_matching(request: HttpRequest, membership) -> HttpResponse:
     matching = (
         filters.apply(ActionRequest.objects.filter(organization=organization))
         .exclude(requester=request.user)
+        .exclude(approvals__admin=request.user)
         .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
     )
     if confirming:
@@ -450,10 +512,12 @@ def _decide_all_matching(request: HttpRequest, membership) -> HttpResponse:
             "action"
         )
     }
-    done = 0
+    done = waiting = 0
     for pk, uuid, name in rows:
         refusal = _decide(request, found[pk], decision, reason)
-        if refusal is None:
+        if refusal is None and decision == APPROVE and found[pk].is_pending:
+            waiting += 1
+        elif refusal is None:
             done += 1
         else:
             messages.error(request, f"{name} ({str(uuid)[:8]}): {refusal}")
@@ -466,6 +530,8 @@ def _decide_all_matching(request: HttpRequest, membership) -> HttpResponse:
         )
     if done:
         messages.success(request, f"{DONE[decision]} {done} request{'s' if done != 1 else ''}.")
+    if waiting:
+        messages.success(request, _waiting_message(waiting))
     return redirect(back)
 
 
@@ -486,7 +552,7 @@ def _decide_many(request: HttpRequest, organization, form: BulkDecisionForm) -> 
         .select_related("action")
         .only("pk", "uuid", "action__name")
     }
-    done = 0
+    done = waiting = 0
     for chosen_uuid in chosen:
         action_request = found.get(chosen_uuid)
         if action_request is None:
@@ -494,10 +560,14 @@ def _decide_many(request: HttpRequest, organization, form: BulkDecisionForm) -> 
             continue
         # Approving from the queue carries no comment; the reason is for rejecting.
         refusal = _decide(request, action_request, decision, reason if decision == REJECT else "")
-        if refusal is None:
+        if refusal is None and decision == APPROVE and action_request.is_pending:
+            waiting += 1
+        elif refusal is None:
             done += 1
         else:
             name = action_request.action.name
             messages.error(request, f"{name} ({str(chosen_uuid)[:8]}): {refusal}")
     if done:
         messages.success(request, f"{DONE[decision]} {done} request{'s' if done != 1 else ''}.")
+    if waiting:
+        messages.success(request, _waiting_message(waiting))
