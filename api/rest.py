@@ -1,12 +1,16 @@
 """The portal's own REST API, `/api/v1/`: thin views over the services the pages call."""
 
+import csv
 import hashlib
+import io
 import json
+import re
 import uuid
 from itertools import groupby
 from uuid import UUID
 
 from django import forms
+from django.core.exceptions import FieldDoesNotExist
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import IntegrityError, transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -16,17 +20,21 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from actions.models import CATEGORY_ORDER, ResponseAction
+from actions.models import CATEGORY_ORDER, Category, ResponseAction
+from actions.validators import shown
 from approvals import services
 from approvals.decision import decide
 from approvals.decision_forms import ApproveForm, RejectForm
 from approvals.forms import form_for
 from approvals.lookups import get_request_for
 from approvals.models import ActionRequest, ApprovalSettings, RequestStatus
+from approvals.services import SCOPE_LISTS
+from approvals.settings_forms import ApprovalSettingsForm
 from approvals.transitions import SubmissionRefused
 from approvals.views import RequestFilter
+from audit.chain import chain_of
 from audit.context import AuditContext
-from audit.models import Source
+from audit.models import AuditEvent, Source
 from responseportal.models import Role
 
 from .access import membership_for
@@ -465,3 +473,311 @@ def _decide(request: Request, slug: str, uuid: UUID, form_class, text: str, serv
         **{text: form.cleaned_data[text]},
     )
     return Response(_detail(action_request))
+
+
+# Approval settings: read with an ETag, change with If-Match, through the settings page's form
+
+SETTINGS_ETAG = re.compile(r'"approval-settings-([0-9]{1,18})"')
+# The page's endpoint lists are CSV uploads and "remove all" boxes; the API takes the lists.
+SCOPE_LIST_FIELDS = {name: (f"{name}_csv", f"clear_{name}") for name in SCOPE_LISTS}
+HIDDEN_FIELDS = {"version", *(f for pair in SCOPE_LIST_FIELDS.values() for f in pair)}
+
+
+def _settings_form(organization, current, *, editable: bool, data=None, files=None):
+    actions = ResponseAction.objects.filter(
+        active=True, category__in=[Category.CRITICAL, Category.RECOMMENDED]
+    ).order_by("position")
+    if data is None:
+        return ApprovalSettingsForm(settings=current, actions=actions, editable=editable)
+    return ApprovalSettingsForm(data, files, settings=current, actions=actions, editable=editable)
+
+
+def _settings_etag(current: ApprovalSettings) -> str:
+    return f'"approval-settings-{current.version}"'
+
+
+def _settings_json(form: ApprovalSettingsForm) -> dict:
+    """Every setting the page shows, by its form field's name, as the page shows it."""
+    current = form.settings
+    shown = {}
+    for name, field in form.fields.items():
+        if name in HIDDEN_FIELDS:
+            continue
+        value = form.get_initial_for_field(field, name)
+        stored = getattr(current, name, None)
+        if isinstance(stored, list) and isinstance(value, str):
+            value = list(stored)  # a text area of one item per line: the items
+        elif isinstance(field, forms.MultipleChoiceField):
+            value = list(value or [])
+        shown[name] = value
+    for name in SCOPE_LISTS:
+        shown[name] = list(getattr(current, name))
+    return {
+        "settings": shown,
+        "version": current.version,
+        "updated_at": _iso(current.updated_at),
+    }
+
+
+def _settings_response(form: ApprovalSettingsForm, status: int = 200) -> Response:
+    response = Response(_settings_json(form), status=status)
+    response["ETag"] = _settings_etag(form.settings)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _as_post_data(field: forms.Field, value):
+    """A value of the form's initial data as a browser would post it."""
+    if isinstance(field, forms.BooleanField):
+        return "on" if value else None
+    if isinstance(field, forms.MultipleChoiceField):
+        return [str(item) for item in value or []]
+    return "" if value is None else str(value)
+
+
+def _json_as_post_data(name: str, field: forms.Field, value) -> str | list[str] | None:
+    """One JSON value as the form field takes it; a FormInvalid naming the field otherwise."""
+
+    def wrong(expected: str):
+        raise FormInvalid({name: [f"Expected {expected}."]})
+
+    if isinstance(field, forms.BooleanField):
+        if not isinstance(value, bool):
+            wrong("true or false")
+        return "on" if value else None
+    if isinstance(field, forms.MultipleChoiceField):
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            wrong("a list of strings")
+        return value
+    if isinstance(field, forms.IntegerField):
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            wrong("a whole number")
+        return str(value)
+    if isinstance(field.widget, forms.Textarea) and isinstance(value, list):
+        if not all(isinstance(item, str) for item in value):
+            wrong("a list of strings")
+        return "\n".join(value)
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        wrong("a string")
+    return str(value)
+
+
+def _settings_changes(form: ApprovalSettingsForm, body: dict, *, whole: bool):
+    """The form's POST data and files for `body` over the current settings (PATCH), or for
+    `body` alone, which must then name every setting (PUT)."""
+    writable = [name for name in form.fields if name not in HIDDEN_FIELDS]
+    known = {*writable, *SCOPE_LISTS}
+    unknown = sorted(set(body) - known)
+    if unknown:
+        raise FormInvalid(
+            {
+                name: [
+                    f"`{shown(name)}` is not an approval setting: expected one of "
+                    f"{', '.join(sorted(known))}."
+                ]
+                for name in unknown[:10]
+            }
+        )
+    if whole:
+        missing = sorted(known - set(body))
+        if missing:
+            raise FormInvalid(
+                {
+                    name: ["Missing: PUT replaces every setting; send them all, or use PATCH."]
+                    for name in missing
+                }
+            )
+    data, files = {}, {}
+    for name in writable:
+        field = form.fields[name]
+        if name in body:
+            value = _json_as_post_data(name, field, body[name])
+        else:
+            value = _as_post_data(field, form.get_initial_for_field(field, name))
+        if value is not None:
+            data[name] = value
+    for name, (upload, clear) in SCOPE_LIST_FIELDS.items():
+        if name not in body:
+            continue
+        endpoints = body[name]
+        if not isinstance(endpoints, list) or not all(isinstance(e, str) for e in endpoints):
+            raise FormInvalid({name: ["Expected a list of endpoints (strings)."]})
+        if endpoints == list(getattr(form.settings, name)):
+            continue
+        if endpoints:
+            # As a one-column CSV file: the page's import checks it, with its messages.
+            text = io.StringIO()
+            csv.writer(text, lineterminator="\n").writerows([e] for e in endpoints)
+            files[upload] = SimpleUploadedFile(
+                f"{name}.csv", text.getvalue().encode("utf-8", "replace"), "text/csv"
+            )
+        else:
+            data[clear] = "on"
+    data["version"] = str(form.settings.version)
+    return data, files
+
+
+def _form_errors(form: ApprovalSettingsForm) -> dict[str, list[str]]:
+    """The form's messages per field, the endpoint lists' under the list's own name."""
+    named = {field: name for name, pair in SCOPE_LIST_FIELDS.items() for field in pair}
+    errors: dict[str, list[str]] = {}
+    for field, messages in form.errors.items():
+        errors.setdefault(named.get(field, field), []).extend(messages)
+    return errors
+
+
+def _precondition(request: Request, current: ApprovalSettings) -> Response | None:
+    """428 without If-Match, 412 when it names another version than the current one."""
+    header = request.headers.get("If-Match")
+    etag = _settings_etag(current)
+    if header is None or not header.strip():
+        return problem(
+            428,
+            "Changing the approval settings needs an If-Match header: send the ETag of the "
+            f"settings you read (now {etag}), so that nobody's change is overwritten unseen.",
+            current_etag=etag,
+        )
+    tags = [tag.strip() for tag in header.split(",")]
+    versions = {int(m[1]) for tag in tags if (m := SETTINGS_ETAG.fullmatch(tag))}
+    if current.version in versions:
+        return None
+    if not versions:
+        return problem(
+            412,
+            f"The If-Match header names no version of these settings: expected {etag} "
+            "(the ETag of GET …/settings/approval/).",
+            current_etag=etag,
+        )
+    return _stale_settings(current)
+
+
+def _stale_settings(current: ApprovalSettings) -> Response:
+    """412 saying when the settings last changed, who changed what, and the current ETag."""
+    last = (
+        AuditEvent.objects.filter(
+            chain=chain_of(current.organization), verb__in=("settings.changed", "scope.imported")
+        )
+        .order_by("-sequence")
+        .first()
+    )
+    extra = {"current_etag": _settings_etag(current), "updated_at": _iso(current.updated_at)}
+    if last is not None:
+        extra["last_change"] = {
+            "timestamp": _iso(last.timestamp),
+            "actor": last.actor_username,
+            "verb": last.verb,
+            "source": last.source,
+            "data": last.data,
+        }
+    return problem(
+        412,
+        f"Someone changed these settings after you read them (at {_iso(current.updated_at)}, "
+        f"now {_settings_etag(current)}). Read them again, and send your change with the "
+        "new ETag.",
+        **extra,
+    )
+
+
+def _setting_schema(name: str, field: forms.Field) -> serializers.Field:
+    """How the schema describes one field of the settings form."""
+    described = {"help_text": str(field.help_text or field.label or ""), "required": False}
+    if isinstance(field, forms.BooleanField):
+        return serializers.BooleanField(**described)
+    if isinstance(field, forms.MultipleChoiceField):
+        return serializers.ListField(child=serializers.CharField(), **described)
+    if isinstance(field, forms.IntegerField):
+        return serializers.IntegerField(**described)
+    if isinstance(field, forms.ChoiceField) and field.choices:
+        return serializers.ChoiceField(choices=[c for c, _ in field.choices], **described)
+    if _stored_as_list(name):
+        return serializers.ListField(child=serializers.CharField(), **described)
+    return serializers.CharField(allow_blank=True, **described)
+
+
+def _stored_as_list(name: str) -> bool:
+    """Whether the settings keep `name` as a list (a text area of one item per line)."""
+    try:
+        return ApprovalSettings._meta.get_field(name).default is list
+    except FieldDoesNotExist:
+        return False
+
+
+def _settings_fields() -> dict:
+    fields = {
+        name: _setting_schema(name, field)
+        for name, field in ApprovalSettingsForm.base_fields.items()
+        if name not in HIDDEN_FIELDS
+    }
+    for name in SCOPE_LISTS:
+        fields[name] = serializers.ListField(
+            child=serializers.CharField(),
+            required=False,
+            help_text="The endpoints, one hostname, IP address or agent GUID each; the list "
+            "replaces the current one (an empty list removes them all).",
+        )
+    return fields
+
+
+SETTINGS_VALUES = inline_serializer("ApprovalSettingsValues", _settings_fields())
+SETTINGS = inline_serializer(
+    "ApprovalSettings",
+    {
+        "settings": SETTINGS_VALUES,
+        "version": serializers.IntegerField(),
+        "updated_at": serializers.DateTimeField(allow_null=True),
+    },
+)
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    str,
+    location=OpenApiParameter.HEADER,
+    required=True,
+    description='The ETag of the settings read, e.g. "approval-settings-3".',
+)
+ETAG = {"ETag": {"schema": {"type": "string"}, "description": "The settings' version."}}
+
+
+@extend_schema(
+    methods=["GET"],
+    summary="The organization's approval settings (any member), with their ETag",
+    responses={200: SETTINGS, **ERRORS},
+)
+@extend_schema(
+    methods=["PUT", "PATCH"],
+    summary="Change the approval settings (admins), with If-Match: the page's form and rules",
+    description="PATCH changes the settings it names; PUT names them all. Without If-Match: "
+    "428; with the ETag of an older version: 412, saying when and what changed.",
+    parameters=[IF_MATCH],
+    request=SETTINGS_VALUES,
+    responses={200: SETTINGS, **ERRORS, 400: PROBLEM, 409: PROBLEM, 412: PROBLEM, 428: PROBLEM},
+)
+@api_view(["GET", "PUT", "PATCH"])
+def approval_settings(request: Request, slug: str) -> Response:
+    changing = request.method != "GET"
+    membership = membership_for(request, slug, roles=[Role.ADMIN] if changing else None)
+    organization = membership.organization
+    current = ApprovalSettings.for_organization(organization)
+    editable = membership.role == Role.ADMIN
+    if not changing:
+        return _settings_response(_settings_form(organization, current, editable=editable))
+    refused = _precondition(request, current)
+    if refused is not None:
+        return refused
+    if not isinstance(request.data, dict):
+        raise FormInvalid({"__all__": ["Expected a JSON object of settings by name."]})
+    blank = _settings_form(organization, current, editable=True)
+    data, files = _settings_changes(blank, request.data, whole=request.method == "PUT")
+    form = _settings_form(organization, current, editable=True, data=data, files=files)
+    if not form.is_valid():
+        raise FormInvalid(_form_errors(form))
+    try:
+        saved = services.update_approval_settings(
+            organization,
+            actor=request.user,
+            values=form.values(),
+            version=current.version,
+            context=_context(request),
+        )
+    except services.StaleSettings:
+        return _stale_settings(ApprovalSettings.for_organization(organization))
+    return _settings_response(_settings_form(organization, saved, editable=True))

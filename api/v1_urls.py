@@ -26,3 +26,11 @@ urlpatterns += [
     ),
     path("orgs/<slug:slug>/requests/<uuid:uuid>/reject/", rest.reject, name="api_request_reject"),
 ]
+
+urlpatterns += [
+    path(
+        "orgs/<slug:slug>/settings/approval/",
+        rest.approval_settings,
+        name="api_approval_settings",
+    ),
+]
