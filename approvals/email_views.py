@@ -18,9 +18,9 @@ from . import email_links
 from .decision_forms import APPROVE, problems
 from .lookups import get_request_for
 from .models import ActionRequest, EmailLinkUse
-from .services import _no_longer_pending
+from .services import _approved_before, _no_longer_pending
 from .transitions import SeparationOfDuties, lock_request, when
-from .views import DECISION_FORMS, DONE, _decide, action_request_url
+from .views import DECISION_FORMS, _decide, action_request_url, decided_message
 
 NOT_VALID = (
     "This link is not a valid approval link of this portal: it was altered or cut short. "
@@ -57,6 +57,8 @@ def _stale(action_request: ActionRequest, link: email_links.DecisionLink, user) 
         return SeparationOfDuties().message
     if link.digest != email_links.digest(action_request):
         return CHANGED
+    if link.decision == APPROVE:
+        return _approved_before(action_request, user)
     return None
 
 
@@ -109,5 +111,5 @@ def email_decision(
             )
     if problem is not None:
         return _page(request, status=409, problem=problem, **context)
-    messages.success(request, f"{DONE[link.decision]}: {action_request.action.name}.")
+    messages.success(request, decided_message(action_request, link.decision))
     return redirect(action_request_url(slug, action_request))

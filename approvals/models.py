@@ -330,6 +330,18 @@ class ActionRequest(models.Model):
         return self.is_pending and not self.is_overdue() and self.requester_id != user.pk
 
     @property
+    def approvals_given(self) -> int:
+        """How many admins approved it so far; the queue counts them for a whole page at once
+        (`approvals_counted`)."""
+        counted = getattr(self, "approvals_counted", None)
+        return self.approvals.count() if counted is None else counted
+
+    @property
+    def approvals_to_go(self) -> int:
+        """Admin approvals it still waits for before it is approved (two-person approval)."""
+        return max(self.approvals_needed - self.approvals_given, 0)
+
+    @property
     def shown_status(self) -> RequestStatus:
         """The status people see: a pending request past its expiry time is already expired."""
         return RequestStatus.EXPIRED if self.is_overdue() else RequestStatus(self.status)

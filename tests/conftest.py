@@ -1,4 +1,5 @@
-"""The shared cast: an operator, an admin and an auditor of `acme`, and an outsider of `globex`."""
+"""The shared cast: an operator, an admin and an auditor of `acme`, and an outsider of `globex`;
+`second_admin`, another admin of `acme`, where two are needed."""
 
 import os
 
@@ -37,6 +38,12 @@ def operator(acme):
 @pytest.fixture
 def admin(acme):
     return _member("acme-admin", acme, Role.ADMIN)
+
+
+@pytest.fixture
+def second_admin(acme):
+    """Another admin of `acme`, for what needs two distinct admins (two-person approval)."""
+    return _member("acme-admin-2", acme, Role.ADMIN)
 
 
 @pytest.fixture
