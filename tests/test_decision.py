@@ -161,3 +161,85 @@ def test_an_action_that_needs_auto_approval_is_refused_for_any_spelling(endpoint
 )
 def test_other_machines_of_the_kinds_the_list_uses_run_at_once(endpoint):
     assert decide(SCAN, excepting(*EXCEPTIONS), [endpoint]).mode == AUTO
+
+
+# Two-person approval: the number of admins a waiting request needs; none when it runs at once.
+def needing(master: bool, ticked: bool, action_key: str, count: int) -> ApprovalSettings:
+    counted = settings(master, ticked, action_key)
+    counted.approvals_needed = {action_key: count, "scan_for_malware": 3}
+    return counted
+
+
+# action, master switch, action ticked, endpoints, approvals set for the action, expected
+APPROVALS_TABLE = [
+    *[(NOT_REQUIRED, True, True, IN_SCOPE, count, NONE, 0) for count in (1, 2, 3)],
+    *[(ISOLATE, True, True, IN_SCOPE, count, AUTO, 0) for count in (1, 2, 3)],
+    *[(ISOLATE, True, True, OUT_OF_SCOPE, count, MANUAL, count) for count in (1, 2, 3)],
+    *[(ISOLATE, True, False, IN_SCOPE, count, MANUAL, count) for count in (1, 2, 3)],
+    *[(ISOLATE, False, True, IN_SCOPE, count, MANUAL, count) for count in (1, 2, 3)],
+    *[(SHELL, False, False, [], count, MANUAL, count) for count in (1, 2, 3)],
+    *[(OSQUERY, True, True, IN_SCOPE, count, AUTO, 0) for count in (1, 2, 3)],
+    *[(OSQUERY, False, True, IN_SCOPE, count, REFUSED, 0) for count in (1, 2, 3)],
+]
+
+
+@pytest.mark.parametrize("action,master,ticked,endpoints,count,mode,needed", APPROVALS_TABLE)
+def test_approvals_needed_table(action, master, ticked, endpoints, count, mode, needed):
+    decision = decide(action, needing(master, ticked, action.key, count), endpoints)
+    assert (decision.mode, decision.approvals_needed) == (mode, needed)
+
+
+def test_an_action_not_listed_needs_one_admin():
+    listed_for_another = ApprovalSettings(approvals_needed={"scan_for_malware": 3})
+    assert decide(ISOLATE, listed_for_another, IN_SCOPE).approvals_needed == 1
+    assert decide(ISOLATE, ApprovalSettings(), IN_SCOPE).approvals_needed == 1
+
+
+# Break-glass: operators run an allowed action at once, to be reviewed afterwards.
+
+BREAK_GLASS = ApprovalMode.BREAK_GLASS
+
+
+def break_glass_settings(enabled: bool, allowed: list[str], auto: bool = False):
+    chosen = settings(auto, auto, ISOLATE.key)
+    chosen.break_glass_enabled = enabled
+    chosen.break_glass_actions = allowed
+    return chosen
+
+
+# action, break-glass on for the organization, actions allowed, endpoints, auto-approval on,
+# expected mode (None: refused), words of the refusal
+BREAK_GLASS_TABLE = [
+    (ISOLATE, True, ["isolate_endpoint"], IN_SCOPE, False, BREAK_GLASS, ""),
+    (SHELL, True, ["start_remote_shell"], IN_SCOPE, False, BREAK_GLASS, ""),
+    # Ticked anyway where automatic approval would run it: it is audited as break-glass.
+    (ISOLATE, True, ["isolate_endpoint"], IN_SCOPE, True, BREAK_GLASS, ""),
+    (ISOLATE, False, ["isolate_endpoint"], IN_SCOPE, False, REFUSED, "not allowed in this org"),
+    (ISOLATE, True, ["start_remote_shell"], IN_SCOPE, False, REFUSED, "not allowed for this"),
+    (ISOLATE, True, [], IN_SCOPE, False, REFUSED, "not allowed for this"),
+    (ISOLATE, True, ["isolate_endpoint"], OUT_OF_SCOPE, False, REFUSED, "db-01.acme.test"),
+    (ISOLATE, True, ["isolate_endpoint"], OUT_OF_SCOPE, True, REFUSED, "outside the organiz"),
+    # Actions that need automatic approval never break glass, even when listed or auto-approved.
+    (OSQUERY, True, ["run_osquery"], IN_SCOPE, False, REFUSED, "can never break glass"),
+    (OSQUERY, True, ["run_osquery"], IN_SCOPE, True, REFUSED, "can never break glass"),
+    # Approval not required: nothing to break.
+    (NOT_REQUIRED, True, ["link_workbench_alert"], IN_SCOPE, False, REFUSED, "only for Critical"),
+]
+
+
+@pytest.mark.parametrize("action,enabled,allowed,endpoints,auto,expected,words", BREAK_GLASS_TABLE)
+def test_break_glass_table(action, enabled, allowed, endpoints, auto, expected, words):
+    decision = decide(
+        action, break_glass_settings(enabled, allowed, auto), endpoints, break_glass=True
+    )
+    assert decision.mode == expected
+    assert decision.refused is (expected is None)
+    assert words in decision.refusal
+    if expected is None:
+        assert decision.refusal.endswith(".")
+
+
+def test_without_break_glass_the_same_settings_decide_as_before():
+    chosen = break_glass_settings(True, ["isolate_endpoint"])
+    assert decide(ISOLATE, chosen, IN_SCOPE).mode == MANUAL
+    assert decide(OSQUERY, chosen, IN_SCOPE).refused
