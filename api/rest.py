@@ -13,10 +13,12 @@ from django import forms
 from django.core.exceptions import FieldDoesNotExist
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import IntegrityError, transaction
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.decorators import api_view
-from rest_framework.pagination import CursorPagination
+from rest_framework.exceptions import NotFound
+from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -32,9 +34,11 @@ from approvals.services import SCOPE_LISTS
 from approvals.settings_forms import ApprovalSettingsForm
 from approvals.transitions import SubmissionRefused
 from approvals.views import RequestFilter
-from audit.chain import chain_of
+from audit.chain import VERBS, chain_of
 from audit.context import AuditContext
 from audit.models import AuditEvent, Source
+from audit.views import AUDIT_ROLES, LAST_SEQUENCE, AuditFilter
+from responseportal.http import normalized_ip
 from responseportal.models import Role
 
 from .access import membership_for
@@ -211,11 +215,48 @@ def _context(request: Request) -> AuditContext:
     )
 
 
-class RequestPagination(CursorPagination):
-    page_size = 50
-    ordering = ("-submitted_at", "-id")
+CURSOR = re.compile(r"[A-Za-z0-9+/=_-]{1,500}")
+
+
+class KeysetPagination(CursorPagination):
+    """Cursor pages whose bad cursor is a 400 naming it (DRF's own answer is a 404)."""
+
     max_page_size = 100
     page_size_query_param = "page_size"
+
+    def decode_cursor(self, request):
+        raw = request.query_params.get(self.cursor_query_param)
+        try:
+            cursor = super().decode_cursor(request)
+        except NotFound:
+            cursor = None
+            usable = False
+        else:
+            usable = raw is None or (
+                CURSOR.fullmatch(raw) is not None
+                and cursor != Cursor(offset=0, reverse=False, position=None)
+                and (cursor.position is None or self.usable(cursor.position))
+            )
+        if not usable:
+            raise FormInvalid(
+                {"cursor": ["This cursor is not one of ours: use the `next` or `previous` link."]}
+            )
+        return cursor
+
+    def usable(self, position: str) -> bool:
+        """Whether `position` is a value of the first ordering field."""
+        raise NotImplementedError
+
+
+class RequestPagination(KeysetPagination):
+    page_size = 50
+    ordering = ("-submitted_at", "-id")
+
+    def usable(self, position: str) -> bool:
+        try:
+            return parse_datetime(position) is not None
+        except ValueError:
+            return False
 
 
 SUBMISSION = inline_serializer(
@@ -781,3 +822,97 @@ def approval_settings(request: Request, slug: str) -> Response:
     except services.StaleSettings:
         return _stale_settings(ApprovalSettings.for_organization(organization))
     return _settings_response(_settings_form(organization, saved, editable=True))
+
+
+# Audit events: the audit page's filters, newest first, in keyset pages
+
+
+class AuditPagination(KeysetPagination):
+    page_size = 50
+    # The log's own index: `chain = ? AND sequence < ? ORDER BY sequence DESC`.
+    ordering = ("-sequence",)
+
+    def usable(self, position: str) -> bool:
+        return position.isascii() and position.isdigit() and int(position) <= LAST_SEQUENCE
+
+
+AUDIT_EVENT = inline_serializer(
+    "AuditEvent",
+    {
+        "id": serializers.IntegerField(),
+        "sequence": serializers.IntegerField(),
+        "timestamp": serializers.DateTimeField(),
+        "actor": serializers.CharField(help_text="The username, or empty for the system."),
+        "role": serializers.CharField(),
+        "verb": serializers.CharField(),
+        "request": serializers.UUIDField(allow_null=True),
+        "action": serializers.CharField(),
+        "data": serializers.DictField(),
+        "source": serializers.CharField(),
+        "ip_address": serializers.CharField(allow_null=True),
+        "user_agent": serializers.CharField(),
+        "prev_hash": serializers.CharField(),
+        "hash": serializers.CharField(),
+    },
+)
+
+
+def _audit_event_json(event: AuditEvent) -> dict:
+    return {
+        "id": event.pk,
+        "sequence": event.sequence,
+        "timestamp": _iso(event.timestamp),
+        "actor": event.actor_username,
+        "role": event.role,
+        "verb": event.verb,
+        "request": str(event.request.uuid) if event.request_id else None,
+        "action": event.action_key,
+        "data": event.data,
+        "source": event.source,
+        "ip_address": normalized_ip(event.ip_address) if event.ip_address else None,
+        "user_agent": event.user_agent,
+        "prev_hash": event.prev_hash,
+        "hash": event.hash,
+    }
+
+
+@extend_schema(
+    summary="The organization's audit events, newest first, with the filters of the audit page",
+    parameters=[
+        OpenApiParameter("since", str, description="From, e.g. 2025-01-31T14:30 (portal time)."),
+        OpenApiParameter("until", str, description="To, e.g. 2025-01-31T15:00, inclusive."),
+        OpenApiParameter("actor", str, description="A username."),
+        OpenApiParameter("actor_match", str, enum=["exact", "contains"]),
+        OpenApiParameter("verb", str, enum=list(VERBS)),
+        OpenApiParameter("action", str, description="An action key."),
+        OpenApiParameter("request", str, description="A request's UUID."),
+        OpenApiParameter("source", str, enum=[s.value for s in Source]),
+        OpenApiParameter("q", str, description="Words of the verb, actor, action or data."),
+        OpenApiParameter("cursor", str),
+        OpenApiParameter("page_size", int),
+    ],
+    responses={
+        200: inline_serializer(
+            "AuditEventPage",
+            {
+                "next": serializers.URLField(allow_null=True),
+                "previous": serializers.URLField(allow_null=True),
+                "results": serializers.ListField(child=AUDIT_EVENT),
+            },
+        ),
+        **ERRORS,
+        400: PROBLEM,
+    },
+)
+@api_view(["GET"])
+def audit_events(request: Request, slug: str) -> Response:
+    membership = membership_for(request, slug, roles=AUDIT_ROLES)
+    filters = AuditFilter(
+        {k: v for k, v in request.query_params.items() if k not in AuditFilter.CURSORS}
+    )
+    if not filters.is_valid():
+        raise FormInvalid({k: list(v) for k, v in filters.errors.items()})
+    events = filters.apply(chain_of(membership.organization)).select_related("request")
+    paginator = AuditPagination()
+    page = paginator.paginate_queryset(events, request)
+    return paginator.get_paginated_response([_audit_event_json(e) for e in page])

@@ -34,3 +34,7 @@ urlpatterns += [
         name="api_approval_settings",
     ),
 ]
+
+urlpatterns += [
+    path("orgs/<slug:slug>/audit-events/", rest.audit_events, name="api_audit_events"),
+]

@@ -57,6 +57,8 @@ ELSEWHERE = {
     "api_request_cancel",
     "api_request_approve",
     "api_request_reject",
+    "api_approval_settings",
+    "api_audit_events",
     "api_token_revoke",
     "organization_api_token_revoke",
 }
