@@ -20,4 +20,6 @@ urlpatterns = [
 
 urlpatterns += [
     path("api/v1/", include("api.v1_urls")),
+    # Trend Vision One v3.0 compatible calls, at the host root as that API has them.
+    path("", include("api.trend_urls")),
 ]
