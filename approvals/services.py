@@ -483,6 +483,7 @@ SETTINGS_FIELDS = (
     "scope_mode",
     "pending_lifetime_hours",
     "remote_shell_validity_hours",
+    "remind_after_minutes",
     "notify_emails",
     "notify_webhook_url",
     "approvals_needed",
@@ -520,7 +521,21 @@ def settings_problem(settings: ApprovalSettings) -> str:
             "Selected endpoints only needs at least one endpoint: import a CSV file of them, "
             "or choose all endpoints."
         )
+    latest = latest_reminder(settings.pending_lifetime_hours)
+    if settings.remind_after_minutes > latest:
+        return (
+            f"A reminder after {settings.remind_after_minutes} minutes comes too late for "
+            f"requests that expire after {settings.pending_lifetime_hours} hours: the last "
+            "reminder goes when a quarter of that time is left. Expected at most "
+            f"{latest} minutes, or 0 for no reminders."
+        )
     return ""
+
+
+def latest_reminder(pending_lifetime_hours: int) -> int:
+    """The latest first reminder, in minutes, for requests waiting that many hours: before
+    the last one, sent when a quarter of the lifetime is left."""
+    return (pending_lifetime_hours * 60 * 3 - 1) // 4
 
 
 def update_approval_settings(

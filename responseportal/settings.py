@@ -310,6 +310,7 @@ CELERY_BEAT_SCHEDULE = {
         ("end-expired-remote-shells", "end_expired_sessions"),
         ("redispatch-stranded-requests", "dispatch_stranded"),
         ("deliver-notifications", "deliver_notifications"),
+        ("remind-admins-of-waiting-requests", "send_reminders"),
     ]
 }
 # Approved or queued this many seconds without running: the message was lost, send it again.

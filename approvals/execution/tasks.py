@@ -19,7 +19,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 from django.utils import timezone
 
-from .. import notifications, services
+from .. import notifications, reminders, services
 from ..models import TargetStatus
 from . import steps as execution
 from .executors import ExecutorNotConfigured, TransientExecutorError, get_executor
@@ -159,6 +159,11 @@ def send_webhook_notification(self, kind: str, request_id: int) -> int | None:
 @shared_task(ignore_result=True, name="approvals.tasks.expire_requests")
 def expire_requests() -> int:
     return services.expire_overdue_requests()
+
+
+@shared_task(ignore_result=True, name="approvals.tasks.send_reminders")
+def send_reminders() -> int:
+    return reminders.send_due_reminders()
 
 
 @shared_task(ignore_result=True, name="approvals.tasks.end_expired_sessions")
