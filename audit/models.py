@@ -16,6 +16,7 @@ class Source(models.TextChoices):
     EMAIL = "email", "E-mail link"
     SYSTEM = "system", "System"
     API = "api", "API"
+    SSO = "sso", "Single sign-on"
 
 
 class AuditEventQuerySet(models.QuerySet):

@@ -18,13 +18,17 @@ from responseportal.models import Membership
 from .chain import AuditLogJammed, chain_of, record
 from .context import SYSTEM, AuditContext
 from .flood import Gate, admit, failure_gates, lockout_gates, write_ended_counts
+from .models import Source
 
 # As long as a username can be (Django's User.username).
 USERNAME_LENGTH = 150
 
 
 def _context(request) -> AuditContext:
-    return AuditContext.from_request(request) if request is not None else SYSTEM
+    if request is None:
+        return SYSTEM
+    # A sign-in through an identity provider says so (sso.views sets it before login()).
+    return AuditContext.from_request(request, getattr(request, "audit_source", Source.WEB))
 
 
 def _user_named(username: str):

@@ -97,6 +97,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "api",
+    "sso",
 ]
 
 MIDDLEWARE = [
@@ -167,6 +168,9 @@ AUTH_PASSWORD_VALIDATORS = [
 AUTHENTICATION_BACKENDS = [
     # First, so a locked-out username and address is refused before its password is checked.
     "axes.backends.AxesStandaloneBackend",
+    # Refuses a right password of a member of an organization that switched password
+    # sign-in off (single sign-on only), with a message; it signs nobody in itself.
+    "sso.backends.PasswordSignInPolicy",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = 5

@@ -17,6 +17,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("orgs/", views.org_list, name="org_list"),
     path("", include("api.urls")),
+    path("", include("sso.urls")),
     path("orgs/<slug:slug>/", include("approvals.urls")),
     path("orgs/<slug:slug>/audit/", include("audit.urls")),
     path("actions/", include("actions.urls")),
