@@ -7,6 +7,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
+from accounts.stepup import step_up_required
 from audit.context import AuditContext
 from responseportal.access import get_membership
 from responseportal.models import Role
@@ -20,6 +21,7 @@ from .models import ApiToken
 @never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
+@step_up_required
 def token_list(request: HttpRequest) -> HttpResponse:
     """Make a token (its secret is shown on this answer only) and list one's own."""
     form = TokenForm(request.POST or None, user=request.user)
@@ -47,6 +49,7 @@ def token_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
+@step_up_required
 def revoke_own(request: HttpRequest, pk: int) -> HttpResponse:
     if not ApiToken.objects.filter(pk=pk, user=request.user).exists():
         raise Http404("No such token.")
@@ -55,6 +58,7 @@ def revoke_own(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@step_up_required
 def organization_tokens(request: HttpRequest, slug: str) -> HttpResponse:
     """Every token that can act in the organization: its admins see whose, and its last use."""
     membership = get_membership(request.user, slug, roles=[Role.ADMIN])
@@ -73,6 +77,7 @@ def organization_tokens(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_POST
+@step_up_required
 def revoke_in_organization(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     membership = get_membership(request.user, slug, roles=[Role.ADMIN])
     if not ApiToken.objects.filter(pk=pk, organization=membership.organization).exists():

@@ -11,6 +11,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
+from accounts.stepup import step_up_required
 from audit.models import Source
 from responseportal.models import Role
 
@@ -68,6 +69,7 @@ def _page(request, *, status=200, **context) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@step_up_required
 def email_decision(
     request: HttpRequest, slug: str, uuid: uuid_module.UUID, token: str
 ) -> HttpResponse:

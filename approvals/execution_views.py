@@ -11,6 +11,7 @@ from django.utils.timezone import localtime
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.stepup import step_up_required
 from audit.context import AuditContext
 from responseportal.models import Role
 
@@ -67,6 +68,7 @@ def request_status(request: HttpRequest, slug: str, uuid: uuid_module.UUID) -> J
 
 @login_required
 @require_POST
+@step_up_required
 def end_session(request: HttpRequest, slug: str, uuid: uuid_module.UUID) -> HttpResponse:
     """An admin ends an active remote shell session now, giving a reason."""
     _, action_request = get_request_for(request.user, slug, uuid, roles=[Role.ADMIN])

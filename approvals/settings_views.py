@@ -4,6 +4,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
+from accounts.stepup import step_up_required
 from actions.models import Category, ResponseAction
 from audit.context import AuditContext
 from responseportal.access import get_membership
@@ -17,6 +18,7 @@ from .transitions import TransitionRefused
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@step_up_required
 def approval_settings(request: HttpRequest, slug: str) -> HttpResponse:
     """Every member sees the organization's approval settings; only its admins change them."""
     posted = request.method == "POST"

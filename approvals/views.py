@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
+from accounts.stepup import step_up_required
 from actions.models import CATEGORY_ORDER, Category, ResponseAction
 from audit.context import AuditContext
 from audit.models import Source
@@ -335,12 +336,14 @@ def _decide_one(request: HttpRequest, slug: str, uuid: uuid_module.UUID, decisio
 
 @login_required
 @require_POST
+@step_up_required
 def approve(request: HttpRequest, slug: str, uuid: uuid_module.UUID) -> HttpResponse:
     return _decide_one(request, slug, uuid, APPROVE)
 
 
 @login_required
 @require_POST
+@step_up_required
 def reject(request: HttpRequest, slug: str, uuid: uuid_module.UUID) -> HttpResponse:
     return _decide_one(request, slug, uuid, REJECT)
 
@@ -390,6 +393,7 @@ class QueueFilter(RequestFilter):
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@step_up_required
 def queue(request: HttpRequest, slug: str) -> HttpResponse:
     membership = get_membership(request.user, slug, roles=[Role.ADMIN])
     organization = membership.organization

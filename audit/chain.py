@@ -81,6 +81,11 @@ VERBS = (
     "audit.exported",
     "api_token.created",
     "api_token.revoked",
+    "second_factor.added",
+    "second_factor.removed",
+    "second_factor.reset",
+    "recovery_codes.generated",
+    "organization.second_factor_policy_changed",
 )
 
 
@@ -250,6 +255,8 @@ def record(
         actor_username = actor.get_username() if actor is not None else ""
     if context.api_token:
         data = {**(data or {}), "api_token": context.api_token}
+    if context.second_factor:
+        data = {**(data or {}), "second_factor": context.second_factor}
     event = AuditEvent(
         organization=organization,
         timestamp=timezone.now(),

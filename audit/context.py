@@ -18,6 +18,9 @@ class AuditContext:
     user_agent: str = ""
     # The name of the API token that made the change; `record` keeps it in the event's data.
     api_token: str = ""
+    # The kind of second factor the actor proved just before the change (a step-up, see
+    # accounts.stepup); `record` keeps it in the event's data.
+    second_factor: str = ""
 
     @classmethod
     def from_request(cls, request: HttpRequest, source: str = Source.WEB) -> "AuditContext":
@@ -25,6 +28,7 @@ class AuditContext:
             source=source,
             ip_address=client_ip(request),
             user_agent=request.META.get("HTTP_USER_AGENT", "")[:500],
+            second_factor=getattr(request, "second_factor", ""),
         )
 
 

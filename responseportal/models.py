@@ -2,18 +2,34 @@ from django.conf import settings
 from django.db import models
 
 
+class SecondFactorPolicy(models.TextChoices):
+    NONE = "none", "Not required"
+    ADMINS = "admins", "Required for admins"
+    EVERYONE = "everyone", "Required for every member"
+
+
 class Organization(models.Model):
     """A customer of the MDR provider, whose environment response actions run in."""
 
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=60, unique=True, help_text="Used in the portal's URLs.")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Who must prove a second factor to use the organization (accounts/ enforces it).
+    second_factor_policy = models.CharField(
+        max_length=10, choices=SecondFactorPolicy.choices, default=SecondFactorPolicy.ADMINS
+    )
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+    def requires_second_factor(self, role: str) -> bool:
+        """Whether a member holding `role` must have a second factor to use this organization."""
+        return self.second_factor_policy == SecondFactorPolicy.EVERYONE or (
+            self.second_factor_policy == SecondFactorPolicy.ADMINS and role == Role.ADMIN
+        )
 
 
 class Role(models.TextChoices):

@@ -108,6 +108,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.middleware.SecondFactorPolicyMiddleware",
     "responseportal.middleware.refresh_idle_session",
     "responseportal.middleware.user_time_zone",
     "django.contrib.messages.middleware.MessageMiddleware",

@@ -1,7 +1,7 @@
 import factory
 from django.contrib.auth import get_user_model
 
-from responseportal.models import Membership, Organization, Role
+from responseportal.models import Membership, Organization, Role, SecondFactorPolicy
 
 PASSWORD = "a-long-test-password"
 
@@ -13,6 +13,8 @@ class OrganizationFactory(factory.django.DjangoModelFactory):
 
     name = factory.Sequence(lambda n: f"Organization {n}")
     slug = factory.Sequence(lambda n: f"org-{n}")
+    # Like the demo's acme and globex; tests of the two-factor policy set theirs.
+    second_factor_policy = SecondFactorPolicy.NONE
 
 
 class UserFactory(factory.django.DjangoModelFactory):

@@ -1,0 +1,44 @@
+"""An organization's two-factor policy, held on every page of it."""
+
+from django.contrib import messages
+from django.http import HttpRequest
+from django.shortcuts import redirect
+
+from responseportal.models import Membership
+
+from .factors import has_second_factor
+
+
+class SecondFactorPolicyMiddleware:
+    """A member whose organization requires a second factor of them and who has none is sent
+    to the Security page from every page of that organization (`/orgs/<slug>/…`), whatever
+    they try; their other organizations work as before. API calls with a bearer token are
+    authenticated inside their views, after this, and are not concerned."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest):
+        return self.get_response(request)
+
+    def process_view(self, request: HttpRequest, view_func, view_args, view_kwargs):
+        slug = view_kwargs.get("slug")
+        user = getattr(request, "user", None)
+        if not slug or user is None or not user.is_authenticated:
+            return None
+        membership = (
+            Membership.objects.select_related("organization")
+            .filter(user=user, organization__slug=slug)
+            .first()
+        )
+        if membership is None or not membership.organization.requires_second_factor(
+            membership.role
+        ):
+            return None
+        if has_second_factor(user):
+            return None
+        messages.warning(
+            request,
+            f"{membership.organization.name} requires a second factor: set one up here to use it.",
+        )
+        return redirect("security")
