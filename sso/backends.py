@@ -1,7 +1,6 @@
 """Password sign-in switched off by an organization: its members sign in through its provider."""
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.backends import BaseBackend
 from django.core.exceptions import ValidationError
 
 from .models import IdentityProvider
@@ -18,13 +17,14 @@ def organizations_without_passwords(user) -> list[str]:
     )
 
 
-class PasswordSignInPolicy(BaseBackend):
+class PasswordSignInPolicy:
     """Placed before ModelBackend: a right password of a member of such an organization is
     refused with a form error that says where to sign in instead. Platform admins
     (superusers) keep their password, so that they can repair a broken registration.
 
     It raises ValidationError, which the sign-in forms (the portal's and the admin's) show
-    as their error; it signs nobody in itself.
+    as their error; it signs nobody in itself. It has no `get_user` on purpose: Django then
+    never records it as the backend of a session (force_login and login() pass over it).
     """
 
     def authenticate(self, request, username=None, password=None, **kwargs):
