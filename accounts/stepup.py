@@ -17,9 +17,10 @@ from collections.abc import Callable
 from functools import wraps
 
 from django.conf import settings
+from django.contrib import messages
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.utils.datastructures import MultiValueDict
 
 from responseportal.models import Membership
@@ -162,6 +163,10 @@ def step_up_required(view: Callable) -> Callable:
     def guarded(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         if request.method != "POST" or not needs_step_up(request.user, kwargs.get("slug")):
             return view(request, *args, **kwargs)
+        if not has_second_factor(request.user):
+            # Required by an organization, and nothing to confirm it with yet.
+            messages.warning(request, "This change needs a second factor: set one up here first.")
+            return redirect("security")
         kind = recent_second_factor(request)
         code = request.POST.get(CODE_FIELD)
         if kind is None and code is not None:
