@@ -72,6 +72,20 @@ POSTS = {
 # The e-mail decision links name a signed token for one admin: tests/test_email_decision.py
 # covers every member of the cast, signed-out visitors and tampered links.
 ELSEWHERE |= {"email_decision"}
+# The Trend Vision One compatible calls answer to tokens only: tests/test_api_trend.py covers
+# no token, revoked and expired ones, another organization's task and the roles.
+ELSEWHERE |= {
+    "trend_add_to_block_list",
+    "trend_collect_file",
+    "trend_disable_user_account",
+    "trend_isolate_endpoint",
+    "trend_quarantine_email",
+    "trend_restore_connection",
+    "trend_run_custom_script",
+    "trend_task",
+    "trend_terminate_process",
+    "trend_unsupported",
+}
 
 
 def url_names(resolver=None, namespace="") -> set[str]:
