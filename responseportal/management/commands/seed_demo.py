@@ -1,5 +1,8 @@
+from functools import partial
+
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
@@ -27,9 +30,15 @@ class Command(BaseCommand):
         parser.add_argument(
             "--force", action="store_true", help="Run even with DEBUG off (never in production)."
         )
+        parser.add_argument(
+            "--no-history",
+            action="store_false",
+            dest="history",
+            help="Only the organizations and users, without the month of demo history.",
+        )
 
     @transaction.atomic
-    def handle(self, *args, force: bool = False, **options) -> None:
+    def handle(self, *args, force: bool = False, history: bool = True, **options) -> None:
         if not (settings.DEBUG or force):
             raise CommandError(
                 "seed_demo creates users with a well-known password; it runs only with "
@@ -58,6 +67,11 @@ class Command(BaseCommand):
             )
             if created:
                 self.stdout.write(f"Made {username} {role.label.lower()} of {slug}.")
+        if history:
+            # After this command's own commit: the history commits step by step, in the past.
+            transaction.on_commit(
+                partial(call_command, "seed_demo_history", force=True, stdout=self.stdout)
+            )
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo data ready: sign in as operator, acme-admin, acme-auditor or "
