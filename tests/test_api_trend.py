@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from actions.models import ResponseAction
 from api.tokens import create_token, revoke_token
+from api.trend import CALLS
 from approvals import services
 from approvals.models import ActionRequest, RequestStatus
 from audit.models import AuditEvent
@@ -465,3 +466,22 @@ def test_requests_per_token_are_limited_with_retry_after(operator, acme, setting
     assert response.status_code == 429
     assert error_of(response)["code"] == "TooManyRequests"
     assert int(response["Retry-After"]) >= 1
+
+
+@pytest.mark.parametrize("call", CALLS, ids=lambda call: call.path)
+def test_the_access_matrix_of_every_call(call, operator, admin, auditor, acme):
+    path = f"/v3.0/response/{call.path}"
+    body = [{"endpointName": "web-01.acme.test", "description": "C2"}]
+    revoked, revoked_secret = create_token(operator, acme, name="revoked")
+    revoke_token(revoked.pk, actor=operator)
+    expired, expired_secret = create_token(operator, acme, name="expired")
+    type(expired).objects.filter(pk=expired.pk).update(expires_at=timezone.now())
+    for secret in (None, revoked_secret, expired_secret):
+        response = Trend(secret).post(path, body)
+        assert response.status_code == 401, secret
+        assert error_of(response)["code"] == "Unauthorized"
+    for user in (admin, auditor):
+        response = trend_for(user, acme).post(path, body)
+        assert response.status_code == 403
+        assert error_of(response)["code"] == "AccessDenied"
+    assert trend_for(operator, acme).post(path, body).status_code == 207
