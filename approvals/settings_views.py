@@ -12,6 +12,7 @@ from responseportal.models import Role
 
 from . import services
 from .models import ApprovalSettings
+from .preview import preview, settings_with
 from .settings_forms import ApprovalSettingsForm
 from .transitions import TransitionRefused
 
@@ -29,11 +30,15 @@ def approval_settings(request: HttpRequest, slug: str) -> HttpResponse:
     actions = ResponseAction.objects.filter(
         active=True, category__in=[Category.CRITICAL, Category.RECOMMENDED]
     ).order_by("position")
+    shown_preview = None
     if posted:
         form = ApprovalSettingsForm(
             request.POST, request.FILES, settings=current, actions=actions, editable=editable
         )
-        if form.is_valid():
+        if form.is_valid() and "preview" in request.POST:
+            # Read-only: the form comes back as submitted, nothing is saved or audited.
+            shown_preview = preview(organization, settings_with(current, form.values()))
+        elif form.is_valid():
             version = form.cleaned_data["version"]
             try:
                 saved = services.update_approval_settings(
@@ -62,5 +67,7 @@ def approval_settings(request: HttpRequest, slug: str) -> HttpResponse:
             "settings": current,
             "form": form,
             "editable": editable,
+            "preview": shown_preview,
+            "files_to_choose_again": shown_preview is not None and bool(request.FILES),
         },
     )
