@@ -37,6 +37,7 @@ MATRIX = {
     "audit_export": ("GET", False, {"admin", "auditor"}, 200, {}),
     "audit_event": ("GET", False, {"admin", "auditor"}, 200, {}),
     "organization_api_tokens": ("GET", False, {"admin"}, 200, {}),
+    "sso_settings": ("GET", False, {"admin"}, 200, {}),
 }
 # Pages that belong to no organization: anyone signed in may use them.
 SIGNED_IN = {
@@ -48,6 +49,9 @@ SIGNED_IN = {
 }
 # Served to anonymous visitors by design.
 PUBLIC = {"login", "logout", "api_schema", "api_docs"}
+# Single sign-on: anyone may start it; the callback signs in only whom the provider vouches for
+# (tests/test_sso_sign_in.py).
+PUBLIC |= {"sso_choose", "sso_login", "sso_callback"}
 # Covered route by route in their own tests: the API, which answers to tokens only
 # (tests/test_api_requests.py), and the revokes, which name a token (tests/test_api_tokens.py).
 ELSEWHERE = {
@@ -68,6 +72,7 @@ POSTS = {
     "script_library": {"operator"},
     "queue": {"admin"},
     "new_request": {"operator"},
+    "sso_settings": {"admin"},
 }
 # The e-mail decision links name a signed token for one admin: tests/test_email_decision.py
 # covers every member of the cast, signed-out visitors and tampered links.
@@ -225,6 +230,7 @@ EMPTY_POST_ANSWER = {
     "script_library": 200,
     "queue": 302,
     "new_request": 200,
+    "sso_settings": 200,
 }
 
 
