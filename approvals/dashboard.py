@@ -1,20 +1,31 @@
 """The figures of an organization's dashboard, and its chart drawn as SVG on the server."""
 
-from collections import Counter
+import math
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from statistics import median
 
-from django.db.models import Min
+from django.db.models import (
+    Count,
+    DateTimeField,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    Min,
+    Q,
+    Value,
+)
 from django.utils import timezone
 
 from audit.chain import chain_of
 from audit.models import AuditEvent
 from responseportal.models import Organization
 
-from .models import RUNNING, ActionRequest, ApprovalMode, RequestStatus
+from .models import CLOSE_TO_EXPIRY_SHARE, RUNNING, ActionRequest, ApprovalMode, RequestStatus
 
 DAYS = 30
+# Requests close to expiry listed on the dashboard; the queue marks them all.
+SHOWN_CLOSE_TO_EXPIRY = 5
 
 # Outcome groups shown in the chart, in stacking order, each with its colour and pattern of words.
 OUTCOMES = (
@@ -44,6 +55,44 @@ class Day:
         return sum(self.counts.values())
 
 
+def percentile(ordered: list[timedelta], share: float) -> timedelta:
+    """The `share` percentile of sorted durations, interpolating linearly between the two
+    closest ranks (as PostgreSQL's percentile_cont and a spreadsheet's PERCENTILE do)."""
+    position = (len(ordered) - 1) * share
+    lower = math.floor(position)
+    upper = min(lower + 1, len(ordered) - 1)
+    return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
+
+
+@dataclass
+class DecisionTimes:
+    """How long one action's requests (or all of them) waited for an admin's decision."""
+
+    action: str
+    durations: list[timedelta] = field(default_factory=list)
+    expired: int = 0
+
+    @property
+    def decided(self) -> int:
+        return len(self.durations)
+
+    @property
+    def median(self) -> timedelta | None:
+        return percentile(sorted(self.durations), 0.5) if self.durations else None
+
+    @property
+    def p90(self) -> timedelta | None:
+        return percentile(sorted(self.durations), 0.9) if self.durations else None
+
+    @property
+    def median_text(self) -> str:
+        return duration_text(self.median) if self.durations else ""
+
+    @property
+    def p90_text(self) -> str:
+        return duration_text(self.p90) if self.durations else ""
+
+
 @dataclass
 class Figures:
     pending: int
@@ -54,6 +103,15 @@ class Figures:
     auto_share: float | None
     needing_approval: int
     latest_events: list[AuditEvent]
+    # Over the last 30 days: all actions, then each action that had a decision or expiry.
+    decision_times: DecisionTimes
+    decision_times_by_action: list[DecisionTimes]
+    close_to_expiry: list[ActionRequest]
+    close_to_expiry_count: int
+
+    @property
+    def expired_undecided(self) -> int:
+        return self.decision_times.expired
 
     @property
     def total(self) -> int:
@@ -129,24 +187,77 @@ def duration_text(duration: timedelta) -> str:
     return " ".join(shown) or "0 s"
 
 
+# The rule of `ActionRequest.is_close_to_expiry`, in the database, on requests annotated by
+# `close_to_expiry_annotated`: pending, not overdue, a quarter of the lifetime left or less.
+CLOSE_TO_EXPIRY = Q(left_times_share__lte=F("lifetime"))
+
+
+def close_to_expiry_annotated(requests, now: datetime):
+    """`requests` with what CLOSE_TO_EXPIRY compares: the lifetime, and the time left at `now`
+    multiplied by the share."""
+    return requests.annotate(
+        lifetime=ExpressionWrapper(F("expires_at") - F("submitted_at"), DurationField()),
+        left_times_share=ExpressionWrapper(
+            (F("expires_at") - Value(now, DateTimeField())) * CLOSE_TO_EXPIRY_SHARE,
+            DurationField(),
+        ),
+    )
+
+
+def close_to_expiry(requests, now: datetime):
+    """The requests among `requests` that are close to expiry at `now`."""
+    return close_to_expiry_annotated(requests, now).filter(
+        CLOSE_TO_EXPIRY, status=RequestStatus.PENDING, expires_at__gt=now
+    )
+
+
+def decision_times(
+    organization: Organization, since: datetime, now: datetime
+) -> tuple[DecisionTimes, list[DecisionTimes]]:
+    """Time from submission to an admin's decision, over the decisions made since `since`,
+    and how many requests expired undecided since then (a pending one past its expiry time
+    counts: it is expired, marked or not); for all actions and per action."""
+    rows = ActionRequest.objects.filter(
+        Q(decided_at__gte=since, decided_at__lte=now)
+        | Q(status=RequestStatus.PENDING, expires_at__gte=since, expires_at__lte=now),
+        organization=organization,
+        approval_mode=ApprovalMode.MANUAL,
+    ).values_list("action__name", "status", "submitted_at", "decided_at")
+    everything = DecisionTimes("All actions")
+    by_action: dict[str, DecisionTimes] = defaultdict(lambda: DecisionTimes(""))
+    for name, status, submitted_at, decided_at in rows:
+        shown = by_action[name]
+        shown.action = name
+        if status in (RequestStatus.EXPIRED, RequestStatus.PENDING):
+            shown.expired += 1
+            everything.expired += 1
+        elif status != RequestStatus.CANCELLED:  # the requester withdrew it: no decision
+            shown.durations.append(decided_at - submitted_at)
+            everything.durations.append(decided_at - submitted_at)
+    return everything, [by_action[name] for name in sorted(by_action)]
+
+
 def figures(organization: Organization, now: datetime | None = None) -> Figures:
     now = now or timezone.now()
     since = now - timedelta(days=DAYS)
     waiting = ActionRequest.objects.filter(
         organization=organization, status=RequestStatus.PENDING, expires_at__gt=now
     )
-    pending = waiting.aggregate(oldest=Min("submitted_at"))
+    pending = close_to_expiry_annotated(waiting, now).aggregate(
+        oldest=Min("submitted_at"),
+        count=Count("pk"),
+        closing=Count("pk", filter=CLOSE_TO_EXPIRY),
+    )
     recent = list(
         ActionRequest.objects.filter(
             organization=organization, submitted_at__gte=since
-        ).values_list("submitted_at", "status", "approval_mode", "decided_at")
+        ).values_list("submitted_at", "status", "approval_mode")
     )
     today = timezone.localdate(now)
     days = [Day(today - timedelta(days=offset)) for offset in range(DAYS - 1, -1, -1)]
     by_day = {day.day: day for day in days}
-    decisions = []
     needing_approval = auto = 0
-    for submitted_at, status, mode, decided_at in recent:
+    for submitted_at, status, mode in recent:
         day = by_day.get(timezone.localdate(submitted_at))
         if day is not None:
             day.counts[OUTCOME_OF[status]] += 1
@@ -154,14 +265,14 @@ def figures(organization: Organization, now: datetime | None = None) -> Figures:
             continue
         needing_approval += 1
         auto += mode == ApprovalMode.AUTO
-        if mode == ApprovalMode.MANUAL and decided_at and status != RequestStatus.EXPIRED:
-            decisions.append(decided_at - submitted_at)
+    everything, by_action = decision_times(organization, since, now)
+    closing = close_to_expiry(waiting, now)
     return Figures(
-        pending=waiting.count(),
+        pending=pending["count"],
         oldest_pending=pending["oldest"],
         days=days,
-        median_decision=median(decisions) if decisions else None,
-        decided=len(decisions),
+        median_decision=everything.median,
+        decided=everything.decided,
         auto_share=auto / needing_approval if needing_approval else None,
         needing_approval=needing_approval,
         latest_events=list(
@@ -171,4 +282,12 @@ def figures(organization: Organization, now: datetime | None = None) -> Figures:
             .select_related("request")
             .order_by("-sequence")[:10]
         ),
+        decision_times=everything,
+        decision_times_by_action=by_action,
+        close_to_expiry=list(
+            closing.select_related("action", "requester").order_by("expires_at", "pk")[
+                :SHOWN_CLOSE_TO_EXPIRY
+            ]
+        ),
+        close_to_expiry_count=pending["closing"],
     )
