@@ -35,21 +35,22 @@ KIND_NAMES = {
 }
 
 
-def _record_for_user(user, verb: str, *, actor=None, data: dict, context: AuditContext) -> None:
+def _record_for_user(
+    user, verb: str, *, by_the_system: bool = False, data: dict, context: AuditContext
+) -> None:
     """One event in each of the user's organizations (ordered by id: no deadlock), or on the
-    platform chain when they belong to none."""
+    platform chain when they belong to none; the user is its actor unless `by_the_system`."""
     memberships = list(
         Membership.objects.filter(user=user)
         .select_related("organization")
         .order_by("organization_id")
     )
-    actor = user if actor is None else actor
     for membership in memberships or [None]:
         record(
             membership.organization if membership else None,
             verb,
-            actor=actor,
-            role=membership.role if membership and actor == user else "",
+            actor=None if by_the_system else user,
+            role=membership.role if membership and not by_the_system else "",
             data={"user": user.get_username(), **data},
             context=context,
         )
@@ -220,7 +221,7 @@ def reset_second_factors(user, *, reason: str, by: str) -> list[str]:
     _record_for_user(
         user,
         "second_factor.reset",
-        actor=None,
+        by_the_system=True,
         data={"removed": removed, "reason": reason, "by": by},
         context=SYSTEM,
     )

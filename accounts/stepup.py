@@ -151,17 +151,26 @@ def _ask(request: HttpRequest, error: str = "") -> HttpResponse:
     )
 
 
-def step_up_required(view: Callable) -> Callable:
+def step_up_required(view: Callable | None = None, *, only_with_a_factor: bool = False):
     """Run the view's POST only after a second factor confirmed within STEP_UP_MAX_AGE, for
-    the users step-up applies to (`needs_step_up`); others, and GETs, go straight through.
+    the users step-up applies to (`needs_step_up`; with `only_with_a_factor`, users who have
+    one: the pages that set the first one up); others, and GETs, go straight through.
 
     The view finds the kind proved in `request.second_factor`, which the audit context of its
     change records. Put it under `login_required`.
     """
+    if view is None:
+        return lambda view: step_up_required(view, only_with_a_factor=only_with_a_factor)
 
     @wraps(view)
     def guarded(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if request.method != "POST" or not needs_step_up(request.user, kwargs.get("slug")):
+        if request.method != "POST":
+            return view(request, *args, **kwargs)
+        if only_with_a_factor:
+            applies = has_second_factor(request.user)
+        else:
+            applies = needs_step_up(request.user, kwargs.get("slug"))
+        if not applies:
             return view(request, *args, **kwargs)
         if not has_second_factor(request.user):
             # Required by an organization, and nothing to confirm it with yet.

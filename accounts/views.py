@@ -207,7 +207,7 @@ def _svg_qr(uri: str) -> str:
 @never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
-@step_up_required
+@step_up_required(only_with_a_factor=True)
 def totp_setup(request: HttpRequest) -> HttpResponse:
     user = request.user
     if totp_device(user) is not None:
@@ -246,7 +246,7 @@ def totp_setup(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-@step_up_required
+@step_up_required(only_with_a_factor=True)
 def totp_remove(request: HttpRequest) -> HttpResponse:
     try:
         services.remove_totp(actor=request.user, context=_context(request))
@@ -260,7 +260,7 @@ def totp_remove(request: HttpRequest) -> HttpResponse:
 @never_cache
 @login_required
 @require_POST
-@step_up_required
+@step_up_required(only_with_a_factor=True)
 def recovery_codes(request: HttpRequest) -> HttpResponse:
     try:
         codes = services.generate_recovery_codes(actor=request.user, context=_context(request))
@@ -273,7 +273,7 @@ def recovery_codes(request: HttpRequest) -> HttpResponse:
 @never_cache
 @login_required
 @require_POST
-@step_up_required
+@step_up_required(only_with_a_factor=True)
 def passkey_register_options(request: HttpRequest) -> HttpResponse:
     options = passkeys.registration_options(request, request.user)
     return HttpResponse(options, content_type="application/json")
@@ -282,7 +282,7 @@ def passkey_register_options(request: HttpRequest) -> HttpResponse:
 @never_cache
 @login_required
 @require_POST
-@step_up_required
+@step_up_required(only_with_a_factor=True)
 def passkey_register(request: HttpRequest) -> HttpResponse:
     try:
         stored = passkeys.verify_registration(request, request.body)
@@ -306,7 +306,7 @@ def passkey_register(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-@step_up_required
+@step_up_required(only_with_a_factor=True)
 def passkey_remove(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         services.remove_passkey(pk, actor=request.user, context=_context(request))

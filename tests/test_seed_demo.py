@@ -20,6 +20,8 @@ EXPECTED = {
     ("acme-admin", "acme", "admin"),
     ("acme-auditor", "acme", "auditor"),
     ("globex-admin", "globex", "admin"),
+    ("operator", "initech", "operator"),
+    ("initech-admin", "initech", "admin"),
 }
 
 

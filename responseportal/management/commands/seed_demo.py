@@ -6,24 +6,29 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from responseportal.models import Membership, Organization, Role
+from responseportal.models import Membership, Organization, Role, SecondFactorPolicy
 
 DEMO_PASSWORD = "demo-password"
-ORGANIZATIONS = {"acme": "Acme Corporation", "globex": "Globex Corporation"}
+ORGANIZATIONS = {"acme": "Acme Corporation", "globex": "Globex Corporation", "initech": "Initech"}
+# acme and globex keep the tour as it was; initech shows two-factor sign-in and step-up.
+SECOND_FACTOR_POLICIES = {"initech": SecondFactorPolicy.EVERYONE}
 MEMBERSHIPS = [
     ("operator", "acme", Role.OPERATOR),
     ("operator", "globex", Role.OPERATOR),
     ("acme-admin", "acme", Role.ADMIN),
     ("acme-auditor", "acme", Role.AUDITOR),
     ("globex-admin", "globex", Role.ADMIN),
+    ("operator", "initech", Role.OPERATOR),
+    ("initech-admin", "initech", Role.ADMIN),
 ]
 
 
 class Command(BaseCommand):
     help = (
-        "Create the demo organizations (acme, globex) and users (operator, acme-admin, "
-        f"acme-auditor, globex-admin; password {DEMO_PASSWORD!r}). Idempotent: what exists "
-        "is kept as it is. Refuses to run unless DEBUG is on or --force is given."
+        "Create the demo organizations (acme, globex, initech) and users (operator, "
+        f"acme-admin, acme-auditor, globex-admin, initech-admin; password {DEMO_PASSWORD!r}). "
+        "Idempotent: what exists is kept as it is. Refuses to run unless DEBUG is on or "
+        "--force is given."
     )
 
     def add_arguments(self, parser) -> None:
@@ -48,7 +53,13 @@ class Command(BaseCommand):
         organizations = {}
         for slug, name in ORGANIZATIONS.items():
             organizations[slug], created = Organization.objects.get_or_create(
-                slug=slug, defaults={"name": name}
+                slug=slug,
+                defaults={
+                    "name": name,
+                    "second_factor_policy": SECOND_FACTOR_POLICIES.get(
+                        slug, SecondFactorPolicy.NONE
+                    ),
+                },
             )
             if created:
                 self.stdout.write(f"Created organization {slug}.")
@@ -67,6 +78,8 @@ class Command(BaseCommand):
             )
             if created:
                 self.stdout.write(f"Made {username} {role.label.lower()} of {slug}.")
+        # initech-admin's authenticator app, with the demo secret (accounts' command).
+        call_command("seed_demo_two_factor", force=True, stdout=self.stdout)
         if history:
             # After this command's own commit: the history commits step by step, in the past.
             transaction.on_commit(
@@ -74,7 +87,7 @@ class Command(BaseCommand):
             )
         self.stdout.write(
             self.style.SUCCESS(
-                f"Demo data ready: sign in as operator, acme-admin, acme-auditor or "
-                f"globex-admin with the password {DEMO_PASSWORD!r}."
+                f"Demo data ready: sign in as operator, acme-admin, acme-auditor, "
+                f"globex-admin or initech-admin with the password {DEMO_PASSWORD!r}."
             )
         )
