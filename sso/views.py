@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from audit.chain import AuditLogJammed, chain_of, record
 from audit.context import AuditContext
@@ -59,9 +59,12 @@ def _refused(request: HttpRequest, refusal: TransitionRefused, provider=None, em
     return render(request, "sso/refused.html", {"message": refusal.message}, status=403)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 def choose(request: HttpRequest) -> HttpResponse:
     """The e-mail address's domain picks the organization(s) whose provider to sign in with."""
+    if request.method == "GET":
+        form = ProviderChoiceForm(initial={"next": request.GET.get("next", "")[:2000]})
+        return render(request, "sso/choose.html", {"form": form, "providers": []})
     form = ProviderChoiceForm(request.POST)
     providers = []
     if form.is_valid():

@@ -209,3 +209,13 @@ def test_the_e_mail_form_offers_each_organization_that_allows_the_domain(acme, g
 def test_an_unknown_organization_has_no_sign_in_address():
     assert Client().get("/sso/nobody/login/").status_code == 404
     assert Client().get("/sso/nobody/callback/?code=x&state=y").status_code == 404
+
+
+def test_admins_find_the_page_in_their_menu(cast):
+    assert URL in client_for(cast["admin"]).get("/orgs/acme/").content.decode()
+    assert URL not in client_for(cast["operator"]).get("/orgs/acme/").content.decode()
+
+
+def test_the_e_mail_form_has_a_page_of_its_own():
+    page = Client().get("/sso/?next=/orgs/acme/").content.decode()
+    assert 'name="email"' in page and 'value="/orgs/acme/"' in page
