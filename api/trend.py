@@ -11,6 +11,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC
 
 from django.core.exceptions import ValidationError
 
@@ -373,7 +374,7 @@ ERROR_NUMBERS = {"TaskExpired": 1, "TaskRejected": 2, "TaskFailed": 3}
 
 
 def iso(moment) -> str:
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _status_and_error(target: RequestTarget, action_request: ActionRequest):

@@ -485,3 +485,21 @@ def test_the_access_matrix_of_every_call(call, operator, admin, auditor, acme):
         assert response.status_code == 403
         assert error_of(response)["code"] == "AccessDenied"
     assert trend_for(operator, acme).post(path, body).status_code == 207
+
+
+def test_another_spelling_of_the_same_endpoint_is_a_duplicate(operator, acme):
+    response = trend_for(operator, acme).post(
+        ISOLATE,
+        [
+            {"endpointName": "web-01.acme.test", "description": "C2"},
+            {"endpointName": "WEB-01.ACME.TEST.", "description": "C2"},
+            {"agentGuid": GUID, "description": "C2"},
+            {"agentGuid": GUID.upper(), "description": "C2"},
+        ],
+    )
+    entries = response.json()
+    assert [e["status"] for e in entries] == [202, 400, 202, 400]
+    assert "already the target of item 1" in entries[1]["body"]["error"]["message"]
+    assert "already the target of item 3" in entries[3]["body"]["error"]["message"]
+    (action_request,) = ActionRequest.objects.all()
+    assert [t.value for t in action_request.targets.all()] == ["web-01.acme.test", GUID]
