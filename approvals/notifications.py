@@ -309,7 +309,8 @@ def recipients(kind: str, action_request: ActionRequest) -> list[str]:
 
 def deciders(kind: str, action_request: ActionRequest) -> dict[str, object]:
     """The admins who get Approve and Reject links in the `kind` e-mail, by lower-cased
-    address: for a pending request, its organization's active admins, except its requester."""
+    address: for a pending request, its organization's active admins, except its requester
+    and those who already approved it (two-person approval: a reminder asks the others)."""
     if (
         kind not in DECISION_KINDS
         or not action_request.is_pending
@@ -322,6 +323,7 @@ def deciders(kind: str, action_request: ActionRequest) -> dict[str, object]:
         )
         .exclude(user__email="")
         .exclude(user_id=action_request.requester_id)
+        .exclude(user_id__in=action_request.approvals.values("admin_id"))
         .select_related("user")
         .order_by("user__username")
     )

@@ -498,3 +498,24 @@ def test_two_runs_at_once_send_each_reminder_once(requires_postgresql, acme, ope
     }
     reminders = [m for m in mail.outbox if m.subject.startswith("[Response Portal] Reminder")]
     assert len(reminders) == len(requests)
+
+
+def test_an_admin_who_already_approved_gets_no_links_in_the_reminder(
+    clock, acme, operator, admin, django_capture_on_commit_callbacks
+):
+    from responseportal.models import Role
+
+    from .factories import MembershipFactory, UserFactory
+
+    second = UserFactory(username="acme-admin-2")
+    MembershipFactory(user=second, organization=acme, role=Role.ADMIN)
+    ApprovalSettings.objects.create(organization=acme, approvals_needed={"isolate_endpoint": 2})
+    with django_capture_on_commit_callbacks(execute=True):
+        action_request = submit(acme, operator)
+        services.approve_request(action_request.pk, actor=admin)
+    mail.outbox.clear()
+    run_at(clock, START + timedelta(minutes=30), django_capture_on_commit_callbacks)
+    (to_first,) = [m for m in mail.outbox if m.to == [admin.email]]
+    (to_second,) = [m for m in mail.outbox if m.to == [second.email]]
+    assert LINK.findall(to_first.body) == []
+    assert {word for word, _ in LINK.findall(to_second.body)} == {"Approve", "Reject"}
