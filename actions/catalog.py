@@ -330,3 +330,38 @@ ACTIONS: tuple[ActionDefinition, ...] = (
 )
 
 BY_KEY = {action.key: action for action in ACTIONS}
+
+
+@dataclass(frozen=True)
+class Reversal:
+    """How a request of one action is undone: by a request of action `undo`, whose parameter
+    `parameter` lists the original's targets of kind `target_kind` that succeeded and are
+    still in force (those already reversed since are left out)."""
+
+    undo: str
+    parameter: str
+    target_kind: str
+
+
+# The reversible pairs: a successful request of the key's action has an Undo button, which
+# fills in a request of the reversing action (approved like any other request).
+REVERSALS: dict[str, Reversal] = {
+    # The endpoints it isolated and no Restore Connection has restored since.
+    ISOLATE_ENDPOINT: Reversal(
+        undo=RESTORE_CONNECTION, parameter="endpoints", target_kind="endpoint"
+    ),
+}
+
+
+def _check_reversals() -> None:
+    """A reversal that names a missing action or parameter stops the portal from loading."""
+    for key, reversal in REVERSALS.items():
+        if key not in BY_KEY or reversal.undo not in BY_KEY:
+            raise ValueError(f"The reversal of {key} names an action the catalog does not have.")
+        if reversal.parameter not in {p.name for p in BY_KEY[reversal.undo].parameters}:
+            raise ValueError(
+                f"The reversal of {key} fills `{reversal.parameter}`, which {reversal.undo} lacks."
+            )
+
+
+_check_reversals()

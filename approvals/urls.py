@@ -1,6 +1,14 @@
 from django.urls import path
 
-from . import dashboard_views, email_views, execution_views, script_views, settings_views, views
+from . import (
+    dashboard_views,
+    email_views,
+    execution_views,
+    review_views,
+    script_views,
+    settings_views,
+    views,
+)
 
 urlpatterns = [
     path("", dashboard_views.org_dashboard, name="org_dashboard"),
@@ -11,6 +19,9 @@ urlpatterns = [
     path("requests/<uuid:uuid>/approve/", views.approve, name="request_approve"),
     path("requests/<uuid:uuid>/reject/", views.reject, name="request_reject"),
     path("requests/<uuid:uuid>/cancel/", views.cancel, name="request_cancel"),
+    path("requests/<uuid:uuid>/review/", review_views.review, name="request_review"),
+    path("requests/<uuid:uuid>/undo/", review_views.undo_view, name="request_undo"),
+    path("reviews/", review_views.needs_review, name="needs_review"),
     path(
         "requests/<uuid:uuid>/email-decision/<str:token>/",
         email_views.email_decision,

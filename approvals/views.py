@@ -24,7 +24,7 @@ from responseportal.access import get_membership
 from responseportal.forms import search_input, select
 from responseportal.models import Role
 
-from . import services
+from . import services, undo
 from .decision import decide
 from .decision_forms import (
     APPROVE,
@@ -246,8 +246,25 @@ def request_detail(request: HttpRequest, slug: str, uuid: uuid_module.UUID) -> H
             "approvals": approvals,
             "approved_by_me": any(approval.admin_id == request.user.pk for approval in approvals),
             "is_requester": is_requester,
+            "can_review": (
+                membership.role == Role.ADMIN and action_request.awaits_review and not is_requester
+            ),
+            **_undo_context(membership, action_request),
         },
     )
+
+
+def _undo_context(membership, action_request: ActionRequest) -> dict:
+    """The undos of the request (the one under way first named), and, for an operator, the
+    targets an Undo would reverse now (none while an undo is under way)."""
+    undone_by = list(action_request.undone_by.select_related("action").order_by("submitted_at"))
+    under_way = next((u for u in reversed(undone_by) if not u.is_final), None)
+    offer = membership.role == Role.OPERATOR and under_way is None
+    return {
+        "undone_by": undone_by,
+        "undo_under_way": under_way,
+        "undo_targets": undo.undoable_targets(action_request) if offer else [],
+    }
 
 
 def _back(request: HttpRequest, form: forms.Form, default: str) -> HttpResponse:

@@ -21,6 +21,7 @@ NAV_ITEMS = (
     NavItem("New request", "request_chooser", frozenset({Role.OPERATOR})),
     NavItem("Requests", "request_list"),
     NavItem("Pending queue", "queue", frozenset({Role.ADMIN})),
+    NavItem("Needs review", "needs_review", frozenset({Role.ADMIN})),
     NavItem("Approval settings", "approval_settings"),
     NavItem("Scripts", "script_library"),
     NavItem("Audit log", "audit_log", frozenset({Role.ADMIN, Role.AUDITOR})),

@@ -86,7 +86,15 @@ def test_sign_in_without_csrf_token_is_refused(csrf_client, operator):
         ),
         (
             "admin",
-            ["Dashboard", "Requests", "Pending queue", "Approval settings", "Scripts", "Audit log"],
+            [
+                "Dashboard",
+                "Requests",
+                "Pending queue",
+                "Needs review",
+                "Approval settings",
+                "Scripts",
+                "Audit log",
+            ],
         ),
         ("auditor", ["Dashboard", "Requests", "Approval settings", "Scripts", "Audit log"]),
     ],

@@ -19,7 +19,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 from django.utils import timezone
 
-from .. import notifications, reminders, services
+from .. import break_glass, notifications, reminders, services
 from ..models import TargetStatus
 from . import steps as execution
 from .executors import ExecutorNotConfigured, TransientExecutorError, get_executor
@@ -164,6 +164,11 @@ def expire_requests() -> int:
 @shared_task(ignore_result=True, name="approvals.tasks.send_reminders")
 def send_reminders() -> int:
     return reminders.send_due_reminders()
+
+
+@shared_task(ignore_result=True, name="approvals.tasks.announce_overdue_reviews")
+def announce_overdue_reviews() -> int:
+    return break_glass.announce_overdue_reviews()
 
 
 @shared_task(ignore_result=True, name="approvals.tasks.end_expired_sessions")
