@@ -43,6 +43,7 @@ from responseportal.models import Role
 
 from .access import membership_for
 from .models import IdempotencyKey
+from .problems import PROBLEM as PROBLEM_TYPE
 from .problems import FormInvalid, problem
 
 PROBLEM = inline_serializer(
@@ -57,7 +58,14 @@ PROBLEM = inline_serializer(
         ),
     },
 )
-ERRORS = {code: PROBLEM for code in (401, 403, 404, 429)}
+
+
+def problems(*codes: int) -> dict:
+    """The schema's error responses: RFC 9457 problem details, as `problems.problem` sends."""
+    return {(code, PROBLEM_TYPE): PROBLEM for code in codes}
+
+
+ERRORS = problems(401, 403, 404, 429)
 
 ACTION_FIELDS = {
     "key": serializers.CharField(),
@@ -175,7 +183,7 @@ DETAIL = inline_serializer(
         ),
     },
 )
-CHANGE_ERRORS = {**ERRORS, 400: PROBLEM, 409: PROBLEM}
+CHANGE_ERRORS = {**ERRORS, **problems(400, 409)}
 
 
 def _request_json(action_request: ActionRequest, targets=None) -> dict:
@@ -292,7 +300,7 @@ SUBMISSION = inline_serializer(
             },
         ),
         **ERRORS,
-        400: PROBLEM,
+        **problems(400),
     },
 )
 @extend_schema(
@@ -301,7 +309,7 @@ SUBMISSION = inline_serializer(
     request=SUBMISSION,
     operation_id="requests_submit",
     parameters=[OpenApiParameter("Idempotency-Key", str, location=OpenApiParameter.HEADER)],
-    responses={201: DETAIL, 200: DETAIL, **CHANGE_ERRORS, 422: PROBLEM},
+    responses={201: DETAIL, 200: DETAIL, **CHANGE_ERRORS, **problems(422)},
 )
 @api_view(["GET", "POST"])
 def requests(request: Request, slug: str) -> Response:
@@ -604,8 +612,8 @@ def _json_as_post_data(name: str, field: forms.Field, value) -> str | list[str] 
 
 
 def _settings_changes(form: ApprovalSettingsForm, body: dict, *, whole: bool):
-    """The form's POST data and files for `body` over the current settings (PATCH), or for
-    `body` alone, which must then name every setting (PUT)."""
+    """The form's POST data and files for `body` over the current settings: `whole` (PUT)
+    when `body` must name every setting but those made per action."""
     writable = [name for name in form.fields if name not in HIDDEN_FIELDS]
     known = {*writable, *SCOPE_LISTS}
     unknown = sorted(set(body) - known)
@@ -620,7 +628,8 @@ def _settings_changes(form: ApprovalSettingsForm, body: dict, *, whole: bool):
             }
         )
     if whole:
-        missing = sorted(known - set(body))
+        every = {name for name in form.base_fields if name not in HIDDEN_FIELDS}
+        missing = sorted({*every, *SCOPE_LISTS} - set(body))
         if missing:
             raise FormInvalid(
                 {
@@ -719,9 +728,9 @@ def _stale_settings(current: ApprovalSettings) -> Response:
     )
 
 
-def _setting_schema(name: str, field: forms.Field) -> serializers.Field:
+def _setting_schema(name: str, field: forms.Field, required: bool) -> serializers.Field:
     """How the schema describes one field of the settings form."""
-    described = {"help_text": str(field.help_text or field.label or ""), "required": False}
+    described = {"help_text": str(field.help_text or field.label or ""), "required": required}
     if isinstance(field, forms.BooleanField):
         return serializers.BooleanField(**described)
     if isinstance(field, forms.MultipleChoiceField):
@@ -743,23 +752,25 @@ def _stored_as_list(name: str) -> bool:
         return False
 
 
-def _settings_fields() -> dict:
+def _settings_fields(*, required: bool) -> dict:
+    """The settings form's fields (those made per action are not in the schema's list)."""
     fields = {
-        name: _setting_schema(name, field)
+        name: _setting_schema(name, field, required)
         for name, field in ApprovalSettingsForm.base_fields.items()
         if name not in HIDDEN_FIELDS
     }
     for name in SCOPE_LISTS:
         fields[name] = serializers.ListField(
             child=serializers.CharField(),
-            required=False,
+            required=required,
             help_text="The endpoints, one hostname, IP address or agent GUID each; the list "
             "replaces the current one (an empty list removes them all).",
         )
     return fields
 
 
-SETTINGS_VALUES = inline_serializer("ApprovalSettingsValues", _settings_fields())
+SETTINGS_VALUES = inline_serializer("ApprovalSettingsValues", _settings_fields(required=False))
+SETTINGS_REPLACED = inline_serializer("ApprovalSettingsReplaced", _settings_fields(required=True))
 SETTINGS = inline_serializer(
     "ApprovalSettings",
     {
@@ -784,13 +795,22 @@ ETAG = {"ETag": {"schema": {"type": "string"}, "description": "The settings' ver
     responses={200: SETTINGS, **ERRORS},
 )
 @extend_schema(
-    methods=["PUT", "PATCH"],
-    summary="Change the approval settings (admins), with If-Match: the page's form and rules",
-    description="PATCH changes the settings it names; PUT names them all. Without If-Match: "
-    "428; with the ETag of an older version: 412, saying when and what changed.",
+    methods=["PATCH"],
+    summary="Change some approval settings (admins), with If-Match: the page's form and rules",
+    description="Changes the settings it names, the others stay. Without If-Match: 428; with "
+    "the ETag of an older version: 412, saying when and what changed.",
     parameters=[IF_MATCH],
     request=SETTINGS_VALUES,
-    responses={200: SETTINGS, **ERRORS, 400: PROBLEM, 409: PROBLEM, 412: PROBLEM, 428: PROBLEM},
+    responses={200: SETTINGS, **ERRORS, **problems(400, 409, 412, 428)},
+)
+@extend_schema(
+    methods=["PUT"],
+    summary="Replace the approval settings (admins), with If-Match: the page's form and rules",
+    description="Names every setting (those per action may be left out: they stay). Without "
+    "If-Match: 428; with the ETag of an older version: 412, saying when and what changed.",
+    parameters=[IF_MATCH],
+    request=SETTINGS_REPLACED,
+    responses={200: SETTINGS, **ERRORS, **problems(400, 409, 412, 428)},
 )
 @api_view(["GET", "PUT", "PATCH"])
 def approval_settings(request: Request, slug: str) -> Response:
@@ -901,7 +921,7 @@ def _audit_event_json(event: AuditEvent) -> dict:
             },
         ),
         **ERRORS,
-        400: PROBLEM,
+        **problems(400),
     },
 )
 @api_view(["GET"])
