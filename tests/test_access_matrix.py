@@ -38,6 +38,7 @@ MATRIX = {
     "audit_event": ("GET", False, {"admin", "auditor"}, 200, {}),
     "organization_api_tokens": ("GET", False, {"admin"}, 200, {}),
     "sso_settings": ("GET", False, {"admin"}, 200, {}),
+    "second_factor_policy": ("GET", False, {"admin"}, 200, {}),
 }
 # Pages that belong to no organization: anyone signed in may use them.
 SIGNED_IN = {
@@ -46,6 +47,8 @@ SIGNED_IN = {
     "catalog": 200,
     "action_detail": 200,
     "api_tokens": 200,
+    "security": 200,
+    "totp_setup": 200,
 }
 # Served to anonymous visitors by design.
 PUBLIC = {"login", "logout", "api_schema", "api_docs"}
@@ -73,10 +76,24 @@ POSTS = {
     "queue": {"admin"},
     "new_request": {"operator"},
     "sso_settings": {"admin"},
+    "second_factor_policy": {"admin"},
 }
 # The e-mail decision links name a signed token for one admin: tests/test_email_decision.py
 # covers every member of the cast, signed-out visitors and tampered links.
 ELSEWHERE |= {"email_decision"}
+# The second step of signing in serves whoever has just given a right password, and only them;
+# each user's own second factors, changed on the Security page (tests/test_two_factor*.py,
+# tests/e2e/test_passkeys.py: the ceremonies' JSON calls, another user's passkey).
+PUBLIC |= {"sign_in_second_factor", "sign_in_passkey", "sign_in_passkey_options"}
+ELSEWHERE |= {
+    "totp_remove",
+    "recovery_codes",
+    "passkey_register",
+    "passkey_register_options",
+    "passkey_remove",
+    "step_up_passkey",
+    "step_up_passkey_options",
+}
 # The Trend Vision One compatible calls answer to tokens only: tests/test_api_trend.py covers
 # no token, revoked and expired ones, another organization's task and the roles.
 ELSEWHERE |= {
@@ -231,6 +248,7 @@ EMPTY_POST_ANSWER = {
     "queue": 302,
     "new_request": 200,
     "sso_settings": 200,
+    "second_factor_policy": 400,
 }
 
 

@@ -372,3 +372,65 @@ def test_the_security_page_is_in_the_user_menu(operator, acme):
 def test_anonymous_is_sent_to_sign_in(db):
     for name in ("security", "totp_setup"):
         assert Client().get(reverse(name)).url.startswith(reverse("login"))
+
+
+def test_another_users_passkey_cannot_be_removed(operator, admin):
+    from accounts.models import Passkey
+
+    give_totp(operator)
+    theirs = Passkey.objects.create(
+        user=admin, name="Admin key", credential_id="x1", public_key=b"k"
+    )
+    response = signed_in_with_totp(operator).post(
+        reverse("passkey_remove", args=[theirs.pk]), follow=True
+    )
+    assert "already removed" in response.content.decode()
+    assert Passkey.objects.filter(pk=theirs.pk).exists()
+    assert not AuditEvent.objects.filter(verb="second_factor.removed").exists()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "passkey_register_options",
+        "passkey_register",
+        "step_up_passkey_options",
+        "step_up_passkey",
+        "recovery_codes",
+        "totp_remove",
+    ],
+)
+def test_the_security_calls_need_a_sign_in(db, name):
+    response = Client().post(reverse(name))
+    assert response.status_code == 302 and response.url.startswith(reverse("login"))
+
+
+def test_the_passkey_calls_of_the_code_step_need_the_password_first(db):
+    for name in ("sign_in_passkey_options", "sign_in_passkey"):
+        response = Client().post(reverse(name), content_type="application/json")
+        assert response.status_code == 403
+        assert response.json()["error"] == "Sign in with your password first."
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"not json", b"[]", b'{"credential": "x"}', b'{"credential": {}}', b"{" * 70_000],
+    ids=["empty", "not JSON", "a list", "no object", "no challenge", "huge"],
+)
+def test_a_malformed_passkey_answer_is_refused_and_counted(operator, body):
+    from accounts.models import Passkey
+
+    give_totp(operator)
+    Passkey.objects.create(user=operator, name="Key", credential_id="k1", public_key=b"k")
+    client = Client()
+    sign_in_with_password(client, operator)
+    client.post(reverse("sign_in_passkey_options"), REMOTE_ADDR=ADDRESS)
+
+    response = client.post(
+        reverse("sign_in_passkey"), body, content_type="application/json", REMOTE_ADDR=ADDRESS
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]
+    assert signed_in_user_id(client) is None
+    assert AuditEvent.objects.filter(verb="auth.sign_in_failed").exists()
