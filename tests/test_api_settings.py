@@ -1,14 +1,19 @@
 """Approval settings over the API: read with an ETag, change with If-Match through the settings
 page's own form and service, so the API refuses what the page refuses, with its messages."""
 
+import threading
+
 import pytest
 from django.core.cache import caches
+from django.db import connection
 
 from actions.models import Category, ResponseAction
 from approvals.models import ApprovalSettings, ScopeMode
 from audit.models import AuditEvent
+from responseportal.models import Role
 
 from .conftest import client_for
+from .factories import MembershipFactory, UserFactory
 from .test_api_requests import api_for
 
 URL = "/api/v1/orgs/acme/settings/approval/"
@@ -288,3 +293,34 @@ def test_another_organizations_settings_are_404(outsider, acme, globex):
     api = api_for(outsider, globex)
     assert api.get(URL).status_code == 404
     assert change(api, {}, etag='"approval-settings-0"').status_code == 404
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_ten_admins_saving_with_one_etag_at_once_make_one_change(requires_postgresql, acme):
+    admins = [UserFactory(username=f"admin-{n}") for n in range(10)]
+    for admin in admins:
+        MembershipFactory(user=admin, organization=acme, role=Role.ADMIN)
+    ApprovalSettings.objects.create(organization=acme)  # a row to lock
+    apis = [api_for(admin, acme, name=f"t{n}") for n, admin in enumerate(admins)]
+    etag = etag_of(apis[0])
+    start = threading.Barrier(len(apis))
+    statuses: list[int] = []
+
+    def save(n: int, api) -> None:
+        try:
+            start.wait()
+            statuses.append(change(api, {"pending_lifetime_hours": 10 + n}, etag=etag).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=save, args=(n, a)) for n, a in enumerate(apis)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert sorted(statuses) == [200] + [412] * 9
+    assert stored(acme).version == 1
+    [event] = AuditEvent.objects.filter(verb="settings.changed")
+    assert event.data["pending_lifetime_hours"]["after"] == stored(acme).pending_lifetime_hours
