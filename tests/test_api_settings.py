@@ -324,3 +324,20 @@ def test_ten_admins_saving_with_one_etag_at_once_make_one_change(requires_postgr
     assert stored(acme).version == 1
     [event] = AuditEvent.objects.filter(verb="settings.changed")
     assert event.data["pending_lifetime_hours"]["after"] == stored(acme).pending_lifetime_hours
+
+
+def test_fields_the_form_makes_per_action_come_through(admin, acme):
+    """The API knows no setting by name: a field of the page's form is one of the API."""
+    api = api_for(admin, acme)
+    settings = api.get(URL).json()["settings"]
+    per_action = {name for name in settings if name.startswith("approvals_needed__")}
+    assert per_action == {f"approvals_needed__{key}" for key in approval_actions()}
+    assert settings["approvals_needed__isolate_endpoint"] == "1"
+    response = change(api, {"approvals_needed__isolate_endpoint": "2"}, etag=etag_of(api))
+    assert response.status_code == 200, response.json()
+    assert response.json()["settings"]["approvals_needed__isolate_endpoint"] == "2"
+    assert stored(acme).approvals_needed_for("isolate_endpoint") == 2
+    refused = change(api, {"approvals_needed__isolate_endpoint": "4"}, etag=response["ETag"])
+    assert refused.status_code == 400
+    assert refused.json()["errors"]["approvals_needed__isolate_endpoint"]
+    assert stored(acme).approvals_needed_for("isolate_endpoint") == 2
