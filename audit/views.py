@@ -35,6 +35,7 @@ from .chain import (
     record,
 )
 from .context import AuditContext
+from .describe import in_words
 from .models import GENESIS_HASH, AuditEvent, Source
 
 PAGE_SIZE = 50
@@ -322,6 +323,7 @@ def audit_event(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
             "membership": membership,
             "organization": membership.organization,
             "event": event,
+            "sentence": in_words([event])[0].sentence,
             "previous": previous,
             "next": neighbours.get(event.sequence + 1),
             "content_intact": event_hash(event) == event.hash,
