@@ -89,11 +89,10 @@ def choose(request: HttpRequest) -> HttpResponse:
 
 
 def _go(request: HttpRequest, provider: IdentityProvider, login_hint: str, next_url: str):
-    query = {"next": next_url} if next_url else {}
-    if login_hint:
-        query["login_hint"] = login_hint
-    url = reverse("sso_login", args=[provider.organization.slug])
-    return redirect(f"{url}?{urlencode(query)}" if query else url)
+    """A page that moves on to the provider by itself (see sso/continue.html for why)."""
+    query = {"login_hint": login_hint, **({"next": next_url} if next_url else {})}
+    url = reverse("sso_login", args=[provider.organization.slug]) + "?" + urlencode(query)
+    return render(request, "sso/continue.html", {"url": url, "organization": provider.organization})
 
 
 @require_GET
