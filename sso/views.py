@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
 
+from accounts.stepup import IDP, confirm_second_factor, step_up_required
 from audit.chain import AuditLogJammed, chain_of, record
 from audit.context import AuditContext
 from audit.flood import admit, failure_gates
@@ -27,7 +28,7 @@ from .services import SignInRefused
 
 SOURCE = "sso"
 NEXT_KEY = "sso_next"
-# The documented session key for a second factor the identity provider vouched for (`amr`).
+# The provider's multi-factor methods (`amr`) that counted as this session's second factor.
 IDP_FACTOR_KEY = "sso_idp_second_factor"
 
 
@@ -138,14 +139,11 @@ def callback(request: HttpRequest, slug: str) -> HttpResponse:
 
 def _confirm_idp_factor(request: HttpRequest, methods: str) -> None:
     request.session[IDP_FACTOR_KEY] = methods
-    try:
-        from accounts.stepup import confirm_second_factor
-    except ImportError:
-        return
-    confirm_second_factor(request, "idp")
+    confirm_second_factor(request, IDP)
 
 
 @login_required
+@step_up_required
 @require_http_methods(["GET", "POST"])
 def provider_settings(request: HttpRequest, slug: str) -> HttpResponse:
     """An admin of the organization registers or changes its identity provider."""

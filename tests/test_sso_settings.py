@@ -13,6 +13,7 @@ from sso.secrets import encrypt
 
 from .conftest import client_for
 from .factories import UserFactory
+from .two_factor_helpers import code, give_totp, signed_in
 
 pytestmark = pytest.mark.django_db
 URL = "/orgs/acme/settings/sso/"
@@ -219,3 +220,16 @@ def test_admins_find_the_page_in_their_menu(cast):
 def test_the_e_mail_form_has_a_page_of_its_own():
     page = Client().get("/sso/?next=/orgs/acme/").content.decode()
     assert 'name="email"' in page and 'value="/orgs/acme/"' in page
+
+
+def test_an_admin_with_a_second_factor_confirms_it_before_saving(admin, settings):
+    settings.OTP_TOTP_THROTTLE_FACTOR = 0
+    give_totp(admin)
+    client = signed_in(admin)
+    asked = client.post(URL, form_data())
+    assert asked.status_code == 403 and 'name="step_up_code"' in asked.content.decode()
+    assert not IdentityProvider.objects.exists()
+    data = {**form_data(), "step_up_code": code()}
+    assert client.post(URL, data).status_code == 302
+    assert IdentityProvider.objects.exists()
+    assert AuditEvent.objects.get(verb="settings.changed").data["second_factor"] == "totp"
