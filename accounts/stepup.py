@@ -151,20 +151,28 @@ def _ask(request: HttpRequest, error: str = "") -> HttpResponse:
     )
 
 
-def step_up_required(view: Callable | None = None, *, only_with_a_factor: bool = False):
+def step_up_required(
+    view: Callable | None = None,
+    *,
+    only_with_a_factor: bool = False,
+    unless: Callable[[HttpRequest], bool] | None = None,
+):
     """Run the view's POST only after a second factor confirmed within STEP_UP_MAX_AGE, for
     the users step-up applies to (`needs_step_up`; with `only_with_a_factor`, users who have
-    one: the pages that set the first one up); others, and GETs, go straight through.
+    one: the pages that set the first one up); others, GETs, and POSTs for which `unless`
+    is true (one that changes nothing, such as a preview) go straight through.
 
     The view finds the kind proved in `request.second_factor`, which the audit context of its
     change records. Put it under `login_required`.
     """
     if view is None:
-        return lambda view: step_up_required(view, only_with_a_factor=only_with_a_factor)
+        return lambda view: step_up_required(
+            view, only_with_a_factor=only_with_a_factor, unless=unless
+        )
 
     @wraps(view)
     def guarded(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if request.method != "POST":
+        if request.method != "POST" or (unless is not None and unless(request)):
             return view(request, *args, **kwargs)
         if only_with_a_factor:
             applies = has_second_factor(request.user)

@@ -19,7 +19,8 @@ from .transitions import TransitionRefused
 
 @login_required
 @require_http_methods(["GET", "POST"])
-@step_up_required
+# A preview changes nothing: only saving asks for a recent second factor.
+@step_up_required(unless=lambda request: "preview" in request.POST)
 def approval_settings(request: HttpRequest, slug: str) -> HttpResponse:
     """Every member sees the organization's approval settings; only its admins change them."""
     posted = request.method == "POST"

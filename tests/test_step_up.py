@@ -310,3 +310,13 @@ def test_an_admin_of_a_requiring_organization_confirms_before_deciding(acme, ope
     assert is_step_up_page(asked)
     confirm(client, asked, code())
     assert services.ActionRequest.objects.get(pk=pending.pk).status != RequestStatus.PENDING
+
+
+def test_a_settings_preview_changes_nothing_and_is_not_asked(admin, acme):
+    give_totp(admin)
+    response = signed_in(admin).post(
+        reverse("approval_settings", args=["acme"]),
+        {**form_data(acme, auto_approval_enabled="on"), "preview": "1"},
+    )
+    assert response.status_code == 200
+    assert not ApprovalSettings.for_organization(acme).auto_approval_enabled
