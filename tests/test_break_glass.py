@@ -28,6 +28,7 @@ from responseportal.models import Membership, Role
 
 from .approvals_helpers import submit
 from .conftest import client_for
+from .test_approval_settings import form_data as settings_form
 
 pytestmark = pytest.mark.django_db
 
@@ -66,6 +67,65 @@ def post_new(client, data, key="isolate_endpoint"):
 
 def review_url(action_request, slug="acme"):
     return reverse("request_review", args=[slug, action_request.uuid])
+
+
+# The approval settings
+
+
+class TestSettings:
+    def post(self, admin, acme, **changes):
+        return client_for(admin).post(
+            reverse("approval_settings", args=["acme"]), settings_form(acme, **changes)
+        )
+
+    def test_it_is_off_by_default_with_no_action_allowed(self, acme):
+        settings = ApprovalSettings.for_organization(acme)
+        assert (settings.break_glass_enabled, settings.break_glass_actions) == (False, [])
+
+    def test_an_admin_allows_it_for_chosen_actions_and_it_is_audited(self, acme, admin):
+        response = self.post(
+            admin,
+            acme,
+            break_glass_enabled="on",
+            break_glass_actions=["scan_for_malware", "isolate_endpoint"],
+        )
+        assert response.status_code == 302
+        settings = ApprovalSettings.for_organization(acme)
+        # Stored in the catalog's order, whatever the order of the ticks.
+        assert settings.break_glass_enabled
+        assert settings.break_glass_actions == ["isolate_endpoint", "scan_for_malware"]
+        change = AuditEvent.objects.get(verb="settings.changed").data
+        assert change["break_glass_enabled"] == {"before": False, "after": True}
+        assert change["break_glass_actions"]["after"] == ["isolate_endpoint", "scan_for_malware"]
+
+    @pytest.mark.parametrize(
+        "changes,field,words",
+        [
+            ({"break_glass_enabled": "on"}, "break_glass_actions", "tick at least one action"),
+            (
+                {"break_glass_enabled": "on", "break_glass_actions": ["run_osquery"]},
+                "break_glass_actions",
+                "`run_osquery` is not an action that can break glass.",
+            ),
+            (
+                {"break_glass_actions": ["isolate_endpoint", "no_such_action"]},
+                "break_glass_actions",
+                "`no_such_action` is not an action that can break glass.",
+            ),
+        ],
+    )
+    def test_bad_choices_are_named_and_nothing_is_saved(self, acme, admin, changes, field, words):
+        response = self.post(admin, acme, **changes)
+        assert response.status_code == 200
+        assert any(words in error for error in response.context["form"].errors[field])
+        assert not ApprovalSettings.objects.filter(organization=acme).exists()
+        assert not AuditEvent.objects.filter(verb="settings.changed").exists()
+
+    def test_the_page_offers_only_actions_that_can_break_glass(self, acme, admin):
+        html = client_for(admin).get(reverse("approval_settings", args=["acme"])).content.decode()
+        assert 'name="break_glass_enabled"' in html
+        assert 'name="break_glass_actions" value="isolate_endpoint"' in html
+        assert 'name="break_glass_actions" value="run_osquery"' not in html
 
 
 # Submitting
