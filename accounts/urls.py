@@ -13,6 +13,7 @@ urlpatterns = [
     ),
     path("login/second-factor/passkey/", views.second_factor_passkey, name="sign_in_passkey"),
     path("security/", views.security, name="security"),
+    path("security/confirm/", views.security_confirm, name="security_confirm"),
     path("security/authenticator/", views.totp_setup, name="totp_setup"),
     path("security/authenticator/remove/", views.totp_remove, name="totp_remove"),
     path("security/recovery-codes/", views.recovery_codes, name="recovery_codes"),

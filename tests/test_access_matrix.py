@@ -90,6 +90,7 @@ ELSEWHERE |= {"email_decision"}
 PUBLIC |= {"sign_in_second_factor", "sign_in_passkey", "sign_in_passkey_options"}
 ELSEWHERE |= {
     "totp_remove",
+    "security_confirm",
     "recovery_codes",
     "passkey_register",
     "passkey_register_options",

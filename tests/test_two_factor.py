@@ -434,3 +434,17 @@ def test_a_malformed_passkey_answer_is_refused_and_counted(operator, body):
     assert response.json()["error"]
     assert signed_in_user_id(client) is None
     assert AuditEvent.objects.filter(verb="auth.sign_in_failed").exists()
+
+
+def test_the_security_page_offers_to_confirm_before_changes(operator):
+    give_totp(operator)
+    client = signed_in(operator)
+    assert "Confirm it is you" in client.get(reverse("security")).content.decode()
+    asked = client.post(reverse("security_confirm"))
+    assert asked.status_code == 403 and 'name="step_up_code"' in asked.content.decode()
+
+    response = client.post(reverse("security_confirm"), {"step_up_code": code()})
+
+    assert response.url == reverse("security")
+    assert client.session[SESSION_KEY]["kind"] == "totp"
+    assert "Confirm it is you" not in client.get(reverse("security")).content.decode()
