@@ -425,6 +425,8 @@ def _submit(request: Request, slug: str) -> Response:
             endpoints=form.endpoints(),
             summary=form.summary(),
             submission_token=token,
+            break_glass=form.cleaned_data["break_glass"],
+            justification=form.cleaned_data["justification"],
             context=_context(request),
         )
     except SubmissionRefused as refusal:

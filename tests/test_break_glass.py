@@ -570,3 +570,40 @@ def test_two_ticks_at_once_announce_once(acme, operator, admin):
     assert sum(counts) == len(runs)
     assert Notification.objects.filter(kind="review_overdue").count() == len(runs)
     assert AuditEvent.objects.filter(verb="request.review_overdue").count() == len(runs)
+
+
+# The API: the same form fields and the same rule
+
+
+def test_the_api_breaks_glass_with_the_same_rule(acme, operator):
+    from api.tokens import create_token
+
+    from .test_api_requests import Api, requests_url
+
+    api = Api(create_token(operator, acme, name="SOAR")[1])
+    body = {
+        "action": "isolate_endpoint",
+        "parameters": {
+            "endpoints": ["web-01"],
+            "description": "C2",
+            "break_glass": True,
+            "justification": REASON,
+        },
+    }
+    refused = api.post(requests_url(), body)
+    assert refused.status_code == 400
+    assert (
+        "Break-glass is not allowed in this organization" in refused.json()["errors"]["__all__"][0]
+    )
+    allow_break_glass(acme)
+    short = api.post(
+        requests_url(), {**body, "parameters": {**body["parameters"], "justification": "x"}}
+    )
+    assert (
+        short.status_code == 400 and "this one has 1" in short.json()["errors"]["justification"][0]
+    )
+    assert not ActionRequest.objects.exists()
+    created = api.post(requests_url(), body)
+    assert created.status_code == 201
+    run = ActionRequest.objects.get()
+    assert (run.approval_mode, run.justification) == (ApprovalMode.BREAK_GLASS, REASON)
