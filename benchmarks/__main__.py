@@ -14,7 +14,8 @@ def parser() -> argparse.ArgumentParser:
         description=(
             "Seed a database of its own with a million audit events and ten thousand pending "
             "requests, measure the portal's pages beside the Django admin's, the export, audit "
-            "appends and verification, execution through Celery and the queue under gunicorn; "
+            "appends and verification, execution through Celery (of requests submitted through "
+            "the services and through the API) and the queue under gunicorn; "
             "print the figures and write them to bench-results.json."
         ),
     )

@@ -29,6 +29,7 @@ from django.test.utils import CaptureQueriesContext, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
+from api.tokens import create_token
 from approvals.models import FINISHED, ActionRequest, ApprovalMode, RequestStatus
 from audit.admin import AuditEventAdmin
 from audit.chain import chain_of, record, verify_chain
@@ -342,6 +343,59 @@ def end_to_end(scene: Scene, plan: Plan) -> dict:
     }
 
 
+def _api_submit(client: Client, url: str, secret: str, number: int, prefix: str) -> int:
+    """POST one Isolate Endpoint request to the API; its primary key, once auto-approved."""
+    spec = data.Spec((f"{prefix}-{number:05d}.corp.example",), "Ransom note found on the host")
+    response = client.post(
+        url,
+        {"action": data.ACTION, "parameters": spec.parameters},
+        content_type="application/json",
+        secure=True,
+        HTTP_AUTHORIZATION=f"Bearer {secret}",
+    )
+    if response.status_code != 201:
+        raise RuntimeError(f"POST {url} answered {response.status_code}: {response.content[:500]}")
+    body = response.json()
+    if body["approval_mode"] != ApprovalMode.AUTO:
+        raise RuntimeError(f"{url} did not approve {data.ACTION} automatically: {body}.")
+    return ActionRequest.objects.values_list("pk", flat=True).get(uuid=body["uuid"])
+
+
+def api_end_to_end(scene: Scene, plan: Plan) -> dict:
+    """Auto-approved requests submitted through POST /api/v1/…/requests/ with a bearer token
+    (Django's test client, in process: the whole middleware and DRF stack, minus the network),
+    then run by a Celery worker. The per-token rate limit is lifted for the run."""
+    _, secret = create_token(scene.operator, scene.e2e, name="benchmark", days=1)
+    url = reverse("api_requests", args=[scene.e2e.slug])
+    client = Client()
+    app.control.purge()
+    with ExitStack() as stack, override_settings(API_RATE_LIMIT="1000000/min"):
+        worker = processes.celery_worker(stack, concurrency=WORKER_CONCURRENCY)
+        warm = [_api_submit(client, url, secret, n, "api-warm") for n in range(plan.warmup)]
+        _finished(warm, 60, worker)
+        started, began = timezone.now(), perf_counter()
+        ids = [_api_submit(client, url, secret, n, "api") for n in range(plan.e2e_requests)]
+        submitting = perf_counter() - began
+        counts = _finished(ids, 60 + plan.e2e_requests / 10, worker)
+    finished = ActionRequest.objects.filter(pk__in=ids).order_by("-finished_at").first()
+    seconds = (finished.finished_at - started).total_seconds()
+    return {
+        "api_requests_per_s": {
+            "value": round(len(ids) / submitting, 1),
+            "requests": len(ids),
+            "seconds": round(submitting, 2),
+            "client": "in-process test client",
+        },
+        "api_e2e_requests_per_s": {
+            "value": round(len(ids) / seconds, 1),
+            "requests": len(ids),
+            "successful": counts.get(RequestStatus.SUCCESSFUL, 0),
+            "seconds": round(seconds, 2),
+            "worker_concurrency": WORKER_CONCURRENCY,
+        },
+    }
+
+
 def _load(port: int, path: str, cookie: str, seconds: float):
     """HTTP_CLIENTS threads GETting `path` for `seconds`: latencies (ms), errors, duration."""
     latencies: list[float] = []
@@ -446,6 +500,12 @@ def run(plan: Plan, results_path: Path) -> None:
         _measure(results, ["audit_appends_per_s"], lambda: appends(scene, plan))
         log(f"End to end: {plan.e2e_requests:,} auto-approved requests through a Celery worker")
         _measure(results, ["e2e_requests_per_s"], lambda: end_to_end(scene, plan))
+        log(f"API: {plan.e2e_requests:,} auto-approved requests POSTed, run by a Celery worker")
+        _measure(
+            results,
+            ["api_requests_per_s", "api_e2e_requests_per_s"],
+            lambda: api_end_to_end(scene, plan),
+        )
         log(f"HTTP: the queue page under gunicorn for {plan.http_seconds:g} s")
         _measure(results, ["http_queue_rps"], lambda: http_queue(scene, plan))
     report.write_json(results_path, results)

@@ -40,6 +40,8 @@ FIGURES = (
     "audit_appends_per_s",
     "verify_events_per_s",
     "e2e_requests_per_s",
+    "api_requests_per_s",
+    "api_e2e_requests_per_s",
     "http_queue_rps",
 )
 HEADERS = ("figure", "median / value", "p95", "target", "met?")
@@ -109,6 +111,10 @@ def check(name: str, results: dict) -> Check:
         if name == "e2e_requests_per_s":
             met = met and figure["successful"] == figure["requests"]
         return Check(f">= {minimums[name]:,}/s", met)
+    if name == "api_e2e_requests_per_s":
+        return Check(
+            "every request successful", not failed and figure["successful"] == figure["requests"]
+        )
     if name == "export_peak_rss_mb":
         return Check(
             f"< {EXPORT_GROWTH_MB} MB growth", not failed and figure["value"] < EXPORT_GROWTH_MB

@@ -33,6 +33,8 @@ def results(**changes) -> dict:
         "audit_appends_per_s": {"value": 1500, "chains_intact": True},
         "verify_events_per_s": {"value": 80_000},
         "e2e_requests_per_s": {"value": 120.0, "requests": 2000, "successful": 2000},
+        "api_requests_per_s": {"value": 310.0, "requests": 2000},
+        "api_e2e_requests_per_s": {"value": 110.0, "requests": 2000, "successful": 2000},
         "http_queue_rps": {"value": 90.0, "median_ms": 40.0, "p95_ms": 70.0},
     }
     found.update(changes)
@@ -94,6 +96,8 @@ def test_a_run_that_meets_every_target_says_yes_to_each():
     assert row("admin_audit_deep_page_ms", results())[3:] == ["for comparison", ""]
     assert row("queries_per_page audit_first_page", results())[1] == "6 at 10, 6 at scale"
     assert row("e2e_requests_per_s", results())[1] == "120/s"
+    assert row("api_requests_per_s", results())[1:] == ["310/s", "", "-", ""]
+    assert row("api_e2e_requests_per_s", results())[3:] == ["every request successful", "yes"]
     assert row("http_queue_rps", results())[1:3] == ["90 req/s", "70.0 ms"]
     assert all(r[4] in {"yes", ""} for r in rows)
 
@@ -107,6 +111,7 @@ def test_missed_targets_say_no():
         export_peak_rss_mb={"value": 50.0},
         audit_appends_per_s={"value": 5000, "chains_intact": False},
         e2e_requests_per_s={"value": 150.0, "requests": 2000, "successful": 1999},
+        api_e2e_requests_per_s={"value": 150.0, "requests": 2000, "successful": 1999},
     )
     for name in (
         "queue_page_ms",
@@ -115,6 +120,7 @@ def test_missed_targets_say_no():
         "export_peak_rss_mb",
         "audit_appends_per_s",
         "e2e_requests_per_s",
+        "api_e2e_requests_per_s",
     ):
         assert row(name, missed)[4] == "NO", name
 
