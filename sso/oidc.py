@@ -7,6 +7,7 @@ registration takes effect at once.
 """
 
 import logging
+from urllib.error import URLError
 
 import requests
 from authlib.integrations.base_client import OAuthError
@@ -17,7 +18,7 @@ from django.core.validators import EmailValidator
 from django.http import HttpRequest, HttpResponse
 from joserfc.errors import JoseError
 
-from responseportal.http import outbound_url_problem
+from responseportal.http import OutboundRefused, outbound_url_problem, resolved_addresses
 
 from . import secrets
 from .models import IdentityProvider
@@ -37,6 +38,18 @@ def endpoint_problem(url: str) -> str | None:
     return outbound_url_problem(url)
 
 
+def _refuse_inside_addresses(url: str, what: str) -> None:
+    """Refuse a provider URL whose host resolves inside the portal's network, now."""
+    if settings.SSO_ALLOW_PRIVATE_ISSUERS:
+        return
+    try:
+        resolved_addresses(url)
+    except OutboundRefused as refusal:
+        raise SignInRefused(f"The identity provider's {what} is refused: {refusal}") from None
+    except URLError as error:
+        raise _unreachable(error) from error
+
+
 def _client(provider: IdentityProvider):
     return OAuth().register(
         name=f"org-{provider.organization_id}",
@@ -47,7 +60,9 @@ def _client(provider: IdentityProvider):
         client_kwargs={
             "scope": SCOPE,
             "code_challenge_method": "S256",
-            "timeout": settings.SSO_HTTP_TIMEOUT,
+            "default_timeout": settings.SSO_HTTP_TIMEOUT,
+            # The URLs called are the ones checked: a redirect could lead anywhere.
+            "max_redirects": 0,
         },
     )
 
@@ -56,6 +71,7 @@ def _metadata(client, provider: IdentityProvider) -> dict:
     problem = endpoint_problem(provider.discovery_url)
     if problem:
         raise SignInRefused(f"The identity provider's address {problem}.")
+    _refuse_inside_addresses(provider.discovery_url, "discovery document")
     metadata = client.load_server_metadata()
     if metadata.get("issuer") != provider.issuer:
         raise SignInRefused(
@@ -67,6 +83,7 @@ def _metadata(client, provider: IdentityProvider) -> dict:
         url = metadata.get(name)
         if not isinstance(url, str) or endpoint_problem(url):
             raise SignInRefused(f"The identity provider's {name} is missing or not usable.")
+        _refuse_inside_addresses(url, name)
     return metadata
 
 

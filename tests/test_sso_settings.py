@@ -233,3 +233,19 @@ def test_an_admin_with_a_second_factor_confirms_it_before_saving(admin, settings
     assert client.post(URL, data).status_code == 302
     assert IdentityProvider.objects.exists()
     assert AuditEvent.objects.get(verb="settings.changed").data["second_factor"] == "totp"
+
+
+@override_settings(SSO_ALLOW_PRIVATE_ISSUERS=False, NOTIFY_WEBHOOK_ALLOW_PRIVATE=False)
+def test_a_provider_inside_the_portal_s_network_is_never_called(acme):
+    # Saved before the rule (or behind the form's back): sign-in still refuses to call it.
+    IdentityProvider.objects.create(
+        organization=acme,
+        issuer="http://127.0.0.1:9/realms/acme",
+        client_id="portal",
+        client_secret_encrypted=encrypt("x"),
+        allowed_domains=["acme.test"],
+        role_mapping={"g": "operator"},
+    )
+    answer = Client().get("/sso/acme/login/")
+    assert answer.status_code == 403
+    assert "is not an https address" in answer.content.decode()
