@@ -4,7 +4,8 @@
 the same messages as the form of the pages (`errors`, with `__all__` for the whole request).
 """
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -23,8 +24,10 @@ TITLES = {
     406: "Not acceptable",
     409: "Conflict",
     412: "Precondition failed",
+    413: "Content too large",
     415: "Unsupported media type",
     422: "Unprocessable request",
+    428: "Precondition required",
     429: "Too many requests",
 }
 
@@ -38,6 +41,10 @@ class FormInvalid(exceptions.APIException):
         self.errors = errors
         first = next(iter(errors.values()), ["The request is invalid."])[0]
         super().__init__(detail=first)
+
+
+class TooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
 
 
 class Refused(exceptions.APIException):
@@ -64,6 +71,11 @@ def exception_handler(exc, context):
         exc = exceptions.PermissionDenied(str(exc) or "Your role does not allow this.")
     elif isinstance(exc, TransitionRefused):
         exc = Refused(exc.message)
+    elif isinstance(exc, RequestDataTooBig):
+        exc = TooLarge(
+            f"The body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes: "
+            "send less at a time."
+        )
     if not isinstance(exc, exceptions.APIException):
         return None
     headers = {}

@@ -183,7 +183,7 @@ DETAIL = inline_serializer(
         ),
     },
 )
-CHANGE_ERRORS = {**ERRORS, **problems(400, 409)}
+CHANGE_ERRORS = {**ERRORS, **problems(400, 409, 413)}
 
 
 def _request_json(action_request: ActionRequest, targets=None) -> dict:
@@ -550,7 +550,7 @@ def _settings_etag(current: ApprovalSettings) -> str:
 def _settings_json(form: ApprovalSettingsForm) -> dict:
     """Every setting the page shows, by its form field's name, as the page shows it."""
     current = form.settings
-    shown = {}
+    values = {}
     for name, field in form.fields.items():
         if name in HIDDEN_FIELDS:
             continue
@@ -560,11 +560,11 @@ def _settings_json(form: ApprovalSettingsForm) -> dict:
             value = list(stored)  # a text area of one item per line: the items
         elif isinstance(field, forms.MultipleChoiceField):
             value = list(value or [])
-        shown[name] = value
+        values[name] = value
     for name in SCOPE_LISTS:
-        shown[name] = list(getattr(current, name))
+        values[name] = list(getattr(current, name))
     return {
-        "settings": shown,
+        "settings": values,
         "version": current.version,
         "updated_at": _iso(current.updated_at),
     }
@@ -803,7 +803,7 @@ ETAG = {"ETag": {"schema": {"type": "string"}, "description": "The settings' ver
     "the ETag of an older version: 412, saying when and what changed.",
     parameters=[IF_MATCH],
     request=SETTINGS_VALUES,
-    responses={200: SETTINGS, **ERRORS, **problems(400, 409, 412, 428)},
+    responses={200: SETTINGS, **ERRORS, **problems(400, 409, 412, 413, 428)},
 )
 @extend_schema(
     methods=["PUT"],
@@ -812,7 +812,7 @@ ETAG = {"ETag": {"schema": {"type": "string"}, "description": "The settings' ver
     "If-Match: 428; with the ETag of an older version: 412, saying when and what changed.",
     parameters=[IF_MATCH],
     request=SETTINGS_REPLACED,
-    responses={200: SETTINGS, **ERRORS, **problems(400, 409, 412, 428)},
+    responses={200: SETTINGS, **ERRORS, **problems(400, 409, 412, 413, 428)},
 )
 @api_view(["GET", "PUT", "PATCH"])
 def approval_settings(request: Request, slug: str) -> Response:

@@ -341,3 +341,14 @@ def test_fields_the_form_makes_per_action_come_through(admin, acme):
     assert refused.status_code == 400
     assert refused.json()["errors"]["approvals_needed__isolate_endpoint"]
     assert stored(acme).approvals_needed_for("isolate_endpoint") == 2
+
+
+def test_a_body_past_the_upload_limit_is_413_problem_json(admin, acme, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    api = api_for(admin, acme)
+    huge = {"notify_emails": ["a" * 20_000 + "@example.com"]}
+    response = change(api, huge, etag=etag_of(api))
+    assert response.status_code == 413
+    assert response["Content-Type"] == "application/problem+json"
+    assert "10,000 bytes" in response.json()["detail"]
+    assert not ApprovalSettings.objects.filter(organization=acme).exists()
