@@ -2,19 +2,42 @@
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.db import transaction
 
-from .models import IdentityProvider
+from audit.chain import AuditLogJammed, chain_of, record
+from audit.context import SYSTEM, AuditContext
+from audit.flood import admit, failure_gates
+from responseportal.models import Organization
 
 
-def organizations_without_passwords(user) -> list[str]:
-    """The names of the user's organizations that switched password sign-in off."""
+def organizations_without_passwords(user) -> list[Organization]:
+    """The user's organizations that switched password sign-in off, in the order of their ids."""
     return list(
-        IdentityProvider.objects.filter(
-            password_sign_in_disabled=True, organization__memberships__user=user
-        )
-        .order_by("organization__name")
-        .values_list("organization__name", flat=True)
+        Organization.objects.filter(
+            identity_provider__password_sign_in_disabled=True, memberships__user=user
+        ).order_by("pk")
     )
+
+
+def _record_refusal(request, user, organizations: list[Organization]) -> None:
+    """An `auth.sign_in_failed` in each organization, past the failed sign-ins' gates."""
+    context = AuditContext.from_request(request) if request is not None else SYSTEM
+    for organization in organizations:
+        try:
+            with transaction.atomic():
+                if admit(chain_of(organization), failure_gates(context.ip_address)):
+                    record(
+                        organization,
+                        "auth.sign_in_failed",
+                        actor_username=user.get_username(),
+                        data={
+                            "username": user.get_username(),
+                            "reason": "password sign-in is switched off",
+                        },
+                        context=context,
+                    )
+        except AuditLogJammed:
+            continue  # alerted where raised; the refusal stands
 
 
 class PasswordSignInPolicy:
@@ -34,10 +57,12 @@ class PasswordSignInPolicy:
         user = User._default_manager.filter(**{User.USERNAME_FIELD: username}).first()
         if user is None or user.is_superuser:
             return None
-        names = organizations_without_passwords(user)
-        if names and user.check_password(password):
+        organizations = organizations_without_passwords(user)
+        if organizations and user.check_password(password):
+            _record_refusal(request, user, organizations)
+            names = ", ".join(sorted(organization.name for organization in organizations))
             raise ValidationError(
-                f"{', '.join(names)} signs in only through its identity provider: choose "
+                f"{names} signs in only through its identity provider: choose "
                 '"Sign in with your organization\'s identity provider" below.',
                 code="password_sign_in_off",
             )

@@ -293,6 +293,9 @@ def test_password_sign_in_is_refused_for_an_organization_that_switched_it_off(
     assert answer.status_code == 200
     assert "Acme Corporation signs in only through its identity provider" in answer.content.decode()
     assert signed_in_user(client) is None
+    refused = AuditEvent.objects.get(verb="auth.sign_in_failed")
+    assert refused.organization.slug == "acme" and refused.actor_username == "operator"
+    assert refused.data["reason"] == "password sign-in is switched off"
     # A wrong password still says only that it is wrong.
     answer = client.post("/accounts/login/", {"username": "operator", "password": "wrong"})
     assert "identity provider" not in answer.context["form"].errors.as_text()
