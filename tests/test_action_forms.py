@@ -128,8 +128,11 @@ def test_each_form_has_the_catalog_parameters_labelled_by_the_catalog(key):
     form = form_for(key)(organization=None)
     parameters = catalog.BY_KEY[key].parameters
 
-    assert [name for name in form.fields if name != "submission_token"] == [
-        parameter.name for parameter in parameters
+    # After the action's own fields, those every request form shares (token, break-glass).
+    assert list(form.fields) == [parameter.name for parameter in parameters] + [
+        "submission_token",
+        "break_glass",
+        "justification",
     ]
     for parameter in parameters:
         field = form.fields[parameter.name]
