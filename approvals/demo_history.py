@@ -197,6 +197,14 @@ PLANS = (
     ),
 )
 
+# What every month shows, whatever the draws: (days before the end, hour, action, how it ends,
+# on a healthy and a failing endpoint), for a run that fails on one endpoint, a rejection and
+# an expiry.
+CERTAIN = (
+    (6, 10.5, "scan_for_malware", "approve", True),
+    (12, 14.25, "isolate_endpoint", "reject", False),
+    (10, 16.5, "isolate_endpoint", "expire", False),
+)
 # How the requests that wait for a decision end, in every run of twenty (shuffled).
 OUTCOMES = {"approve": 14, "reject": 3, "expire": 2, "cancel": 1}
 REJECTIONS = (
@@ -411,6 +419,13 @@ class _History:
             self.rng.shuffle(keys)
             for moment, key in zip(moments, keys, strict=True):
                 self.act(moment, "operator", self.submit, organization, plan, key, None)
+            failing = next(host for host in plan.hosts if host.startswith("fail-"))
+            for days_before, hour, key, outcome, endpoints in CERTAIN:
+                moment = self.local(DAYS - days_before, hour)
+                endpoints = [plan.hosts[0], failing] if endpoints else None
+                self.act(
+                    moment, "operator", self.submit, organization, plan, key, outcome, endpoints
+                )
             for n, key in enumerate(plan.waiting):
                 moment = self.end - timedelta(hours=5 - 1.5 * n) + self.minutes(0, 20)
                 self.act(moment, "operator", self.submit, organization, plan, key, "wait")
@@ -600,6 +615,8 @@ class _History:
             )
             if isolated:
                 moment = action_request.finished_at + timedelta(days=self.rng.uniform(0.5, 4))
+                if not self.working(moment):
+                    moment = self.next_morning(moment)
                 self.act(
                     moment,
                     "operator",

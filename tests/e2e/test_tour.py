@@ -1,4 +1,5 @@
-"""The README's tour: the pending queue, the approval settings and the audit log.
+"""The README's tour, on the lived-in demo: the dashboard, a decision from the pending e-mail, the
+queue with its select-all, the approval settings and the audit log in words.
 
 Every run checks that the pages show what the tour describes. With UPDATE_TOUR=1 it also saves
 their screenshots to static/tour/, which the README shows:
@@ -9,10 +10,14 @@ their screenshots to static/tour/, which the README shows:
 import os
 import re
 
+from django.conf import settings
+from django.core import mail
 from playwright.sync_api import expect
 
-from .conftest import PROJECT, VIEWPORT, go, sign_in
-from .history import acme_history
+from approvals.demo_history import write_history
+from approvals.models import ActionRequest, RequestStatus
+
+from .conftest import PROJECT, VIEWPORT, go, new_page, sign_in
 
 TOUR = PROJECT / "static" / "tour"
 UPDATING = os.environ.get("UPDATE_TOUR") == "1"
@@ -36,29 +41,95 @@ def snapshot(page, name: str, down_to, margin: int = 24) -> None:
     assert path.stat().st_size < MAX_BYTES, f"{path} is {path.stat().st_size:,} bytes"
 
 
-def test_the_tour_shows_the_queue_the_settings_and_the_audit_log(portal, browser_of):
-    history = acme_history()
+def approve_link(live_url: str) -> str:
+    """The Approve link of the pending e-mail sent to acme-admin, on the live server."""
+    sent = [
+        message
+        for message in mail.outbox
+        if message.to == ["acme-admin@example.com"] and "Approval needed" in message.subject
+    ]
+    assert len(sent) == 1, [message.subject for message in mail.outbox]
+    links = re.findall(r"^Approve: (\S+)$", sent[0].body, re.MULTILINE)
+    assert len(links) == 1, sent[0].body
+    return links[0].replace(settings.PORTAL_URL, live_url)
 
+
+def test_the_tour_from_the_lived_in_demo(portal, browser, browser_of):
+    written = write_history()
+    assert written["acme"] > 200 and written["globex"] > 100
+    waiting = ActionRequest.objects.filter(organization__slug="acme", status=RequestStatus.PENDING)
+    assert waiting.count() == 3
+
+    # 1. A portal in use: the admin's dashboard.
     admin = portal
     sign_in(admin, "acme-admin")
+    expect(admin.get_by_role("heading", name="Acme Corporation")).to_be_visible()
+    latest = admin.locator("#events-heading + ul")
+    expect(latest).to_contain_text("operator requested")
+    expect(latest).to_contain_text("request.submitted")
+    snapshot(
+        admin, "dashboard", admin.get_by_role("heading", name="Time to decision, last 30 days")
+    )
+
+    # 2. The operator asks.
+    operator = browser_of("operator")
+    go(operator, "/orgs/acme/requests/new/")
+    operator.get_by_role("link", name=re.compile("^Isolate Endpoint")).click()
+    operator.get_by_label("Endpoints").fill("web-01.acme.test\nweb-02.acme.test")
+    operator.get_by_label("Description").fill("Beaconing to a known C2 domain")
+    mail.outbox.clear()
+    operator.get_by_role("button", name="Submit request").click()
+    expect(operator.locator("#request-status")).to_contain_text("Pending approval")
+
+    # 3. The admin decides from the e-mail: signed out, the link asks to sign in first.
+    reader = new_page(browser, portal.base_url)
+    try:
+        reader.goto(approve_link(portal.base_url))
+        reader.get_by_label("Username").fill("acme-admin")
+        reader.get_by_label("Password").fill("demo-password")
+        reader.get_by_role("button", name="Sign in").click()
+        expect(reader.get_by_role("heading", name="Approve Isolate Endpoint?")).to_be_visible()
+        confirm = reader.get_by_role("button", name="Approve")
+        snapshot(reader, "email-decision", confirm)
+        confirm.click()
+        expect(reader.locator("#request-status")).to_contain_text("Successful", timeout=20_000)
+        timeline = reader.get_by_role("list").filter(has_text="via e-mail link")
+        expect(timeline).to_contain_text("acme-admin approved Isolate Endpoint on 2 endpoints")
+    finally:
+        reader.context.close()
+    expect(operator.locator("#request-status")).to_contain_text("Successful", timeout=20_000)
+
+    # 4. The queue: the demo's three waiting requests, all ticked with one click.
     admin.get_by_role("link", name="Pending queue").click()
     rows = admin.locator("main table tbody tr")
-    expect(rows).to_have_count(len(history.pending))
-    expect(rows.first).to_contain_text("Pending approval")
-    expect(admin.get_by_text("and 5 more")).to_be_visible()
-    admin.get_by_label("Select Isolate Endpoint requested by operator").first.check()
-    decide = admin.get_by_role("group", name="Decide the selected requests")
-    snapshot(admin, "queue", decide)
+    expect(rows).to_have_count(3)
+    admin.get_by_label("Select every request shown").check()
+    for box in admin.locator("main table tbody input[type=checkbox]").all():
+        expect(box).to_be_checked()
+    snapshot(admin, "queue", admin.get_by_role("group", name="Decide the selected requests"))
 
+    # 5. The settings the admin chose over the month.
     admin.get_by_role("link", name="Approval settings").click()
-    expect(admin.get_by_label("Enable automatic approval")).to_be_checked()
-    expect(admin.get_by_label("Isolate Endpoint", exact=True)).not_to_be_checked()
-    isolate = admin.locator(".form-check").filter(has_text="Isolate Endpoint")
+    automatic = admin.get_by_role("region", name="Automatic approval")
+    expect(automatic.get_by_label("Enable automatic approval")).to_be_checked()
+    expect(automatic.get_by_label("Isolate Endpoint", exact=True)).not_to_be_checked()
+    expect(automatic.get_by_label("Scan for Malware", exact=True)).to_be_checked()
+    isolate = automatic.locator(".form-check").filter(has_text="Isolate Endpoint")
     snapshot(admin, "approval-settings", isolate, margin=4)
 
+    # 6. The auditor reads the log in words.
     auditor = browser_of("acme-auditor")
-    go(auditor, f"/orgs/{history.organization.slug}/")
+    go(auditor, "/orgs/acme/")
     auditor.get_by_role("link", name="Audit log").click()
-    expect(auditor.get_by_role("row", name=re.compile("settings.changed"))).to_be_visible()
+    expect(
+        auditor.get_by_role("row").filter(
+            has_text="acme-admin approved Isolate Endpoint on 2 endpoints"
+        )
+    ).to_have_count(1)
+    auditor.get_by_label("Verb", exact=True).select_option("settings.changed")
+    auditor.get_by_role("button", name="Filter", exact=True).click()
+    changes = auditor.get_by_role("row").filter(has_text="acme-admin changed the approval settings")
+    expect(changes).to_have_count(2)
+    go(auditor, "/orgs/acme/audit/")
     expect(auditor.get_by_role("link", name="Export the log as CSV")).to_be_visible()
-    snapshot(auditor, "audit-log", auditor.locator("main table tbody tr").nth(9), margin=1)
+    snapshot(auditor, "audit-log", auditor.locator("main table tbody tr").nth(7), margin=1)
