@@ -80,6 +80,7 @@ class IdentityProviderForm(forms.Form):
     )
     allowed_domains = forms.CharField(
         label="Allowed e-mail domains",
+        max_length=20_000,
         widget=forms.Textarea(attrs={"class": "form-control", "rows": 3}),
         help_text="One per line: only users whose address the provider gives at one of these "
         "domains sign in.",
@@ -93,6 +94,7 @@ class IdentityProviderForm(forms.Form):
     )
     role_mapping = forms.CharField(
         label="Groups and roles",
+        max_length=20_000,
         widget=forms.Textarea(attrs={"class": "form-control", "rows": 4}),
         help_text=f"One per line: group = role ({ROLE_NAMES}). A user in several mapped "
         "groups gets the strongest role: admin, then operator, then auditor.",
@@ -158,6 +160,10 @@ class IdentityProviderForm(forms.Form):
                 raise forms.ValidationError(
                     f"Line {number}, `{line.strip()[:100]}`: expected `group = role`, the role "
                     f"one of {ROLE_NAMES}."
+                )
+            if len(group) > 200:
+                raise forms.ValidationError(
+                    f"Line {number}: a group name of {len(group)} characters; at most 200."
                 )
             if group in mapping:
                 raise forms.ValidationError(

@@ -124,6 +124,8 @@ def test_a_save_over_a_newer_one_is_refused(admin):
         ("role_mapping", "soc = admin\nsoc = operator", "group `soc` is mapped twice"),
         ("role_mapping", "   ", "This field is required"),
         ("groups_claim", "x" * 101, "at most 100 characters"),
+        ("role_mapping", "g" * 201 + " = admin", "a group name of 201 characters"),
+        ("role_mapping", "g = admin\n" * 3000, "at most 20000 characters"),
     ],
 )
 @override_settings(SSO_ALLOW_PRIVATE_ISSUERS=False, NOTIFY_WEBHOOK_ALLOW_PRIVATE=False)
