@@ -41,7 +41,7 @@ from audit.models import AuditEvent, Source
 from responseportal.celery import app as celery_app
 from responseportal.models import Membership, Organization
 
-from . import services, state
+from . import reminders, services, state
 from .execution import steps
 from .forms import form_for
 from .models import ActionRequest, ApprovalMode, ApprovalSettings, RequestStatus, Script
@@ -557,6 +557,12 @@ class _History:
     def follow_up(self, action_request: ActionRequest, plan, outcome: str) -> None:
         """Schedule how a request waiting for a decision ends."""
         submitted = action_request.submitted_at
+        # The periodic reminders, as beat runs them (a request decided by then gets none).
+        settings_then = ApprovalSettings.for_organization(action_request.organization)
+        if settings_then.remind_after_minutes:
+            first = submitted + timedelta(minutes=settings_then.remind_after_minutes)
+            for moment in (first, action_request.close_to_expiry_from):
+                self.at(moment + self.minutes(0, 1), reminders.send_due_reminders)
         if outcome == "wait":
             return
         if outcome == "expire":
