@@ -145,6 +145,10 @@ def _terminate_process(item: dict, organization) -> Item:
 def _run_script(item: dict, organization) -> Item:
     endpoint, named_by = _endpoint(item)
     name = _text(item, "fileName", required=True)
+    try:
+        refuse_invisible(name)  # NUL and other controls included, before the database sees it
+    except ValidationError as error:
+        raise ItemRefused(f"fileName: {error.messages[0]}") from None
     script = Script.objects.filter(organization=organization, name=name).only("pk").first()
     if script is None:
         raise ItemRefused(

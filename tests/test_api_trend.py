@@ -503,3 +503,36 @@ def test_another_spelling_of_the_same_endpoint_is_a_duplicate(operator, acme):
     assert "already the target of item 3" in entries[3]["body"]["error"]["message"]
     (action_request,) = ActionRequest.objects.all()
     assert [t.value for t in action_request.targets.all()] == ["web-01.acme.test", GUID]
+
+
+@pytest.mark.parametrize(
+    ("file_name", "fragment"),
+    [
+        ("collect\x00.ps1", "U+0000"),
+        ("collect\u200b.ps1", "U+200B"),
+        ("Collect.ps1", "is not in Acme Corporation's script library"),
+        (None, "fileName: this field is required."),
+    ],
+)
+def test_run_script_names_a_script_of_the_library(operator, acme, file_name, fragment):
+    services.upload_script(
+        acme, actor=operator, name="collect.ps1", language="powershell", content="Get-Process\n"
+    )
+    item = {"endpointName": "web-01.acme.test", "fileName": file_name}
+    response = trend_for(operator, acme).post("/v3.0/response/endpoints/runScript", [item])
+    (entry,) = response.json()
+    assert entry["status"] == 400
+    assert fragment in entry["body"]["error"]["message"]
+    assert not ActionRequest.objects.exists()
+
+
+def test_a_task_is_json_whatever_the_client_accepts(operator, acme):
+    action_request = submit(acme, operator)
+    response = trend_for(operator, acme).client.get(
+        f"/v3.0/response/tasks/{action_request.uuid}-0",
+        HTTP_ACCEPT="text/html",
+        HTTP_AUTHORIZATION=trend_for(operator, acme).headers["HTTP_AUTHORIZATION"],
+    )
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["status"] == "pendingApproval"
