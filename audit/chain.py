@@ -56,6 +56,7 @@ HASHED_FIELDS = (
 VERBS = (
     "request.submitted",
     "request.auto_approved",
+    "request.approval_added",
     "request.approved",
     "request.rejected",
     "request.expired",
