@@ -703,23 +703,38 @@ def _precondition(request: Request, current: ApprovalSettings) -> Response | Non
     return _stale_settings(current)
 
 
+SETTINGS_VERBS = ("settings.changed", "scope.imported")
+
+
 def _stale_settings(current: ApprovalSettings) -> Response:
     """412 saying when the settings last changed, who changed what, and the current ETag."""
-    last = (
+    # One save writes one `scope.imported` per list it replaces, then `settings.changed`, one
+    # after the other in the chain (it holds the chain's lock until it commits).
+    latest = list(
         AuditEvent.objects.filter(
-            chain=chain_of(current.organization), verb__in=("settings.changed", "scope.imported")
-        )
-        .order_by("-sequence")
-        .first()
+            chain=chain_of(current.organization), verb__in=SETTINGS_VERBS
+        ).order_by("-sequence")[: 1 + len(SCOPE_LISTS)]
     )
+    save = latest[:1]
+    for event in latest[1:]:
+        follows = save[-1]
+        if not (
+            event.verb == "scope.imported"
+            and event.sequence == follows.sequence - 1
+            and event.actor_id == follows.actor_id
+            and event.data.get("list") not in {e.data.get("list") for e in save}
+            and (follows.timestamp - event.timestamp).total_seconds() < 1
+        ):
+            break
+        save.append(event)
     extra = {"current_etag": _settings_etag(current), "updated_at": _iso(current.updated_at)}
-    if last is not None:
+    if save:
+        last = save[0]
         extra["last_change"] = {
             "timestamp": _iso(last.timestamp),
             "actor": last.actor_username,
-            "verb": last.verb,
             "source": last.source,
-            "data": last.data,
+            "events": [{"verb": e.verb, "data": e.data} for e in reversed(save)],
         }
     return problem(
         412,

@@ -218,16 +218,38 @@ def test_a_change_without_if_match_is_428(admin, acme):
 def test_a_stale_etag_is_412_saying_who_changed_what_and_when(admin, acme):
     mine, theirs = api_for(admin, acme, name="mine"), api_for(admin, acme, name="theirs")
     read = etag_of(mine)
-    assert change(theirs, {"pending_lifetime_hours": 12}, etag=etag_of(theirs)).status_code == 200
+    theirs_change = {"pending_lifetime_hours": 12, "scope_exceptions": ["dc-01", "dc-02"]}
+    assert change(theirs, theirs_change, etag=etag_of(theirs)).status_code == 200
     response = change(mine, {"pending_lifetime_hours": 96}, etag=read)
     assert response.status_code == 412
     body = response.json()
     assert body["current_etag"] == '"approval-settings-1"'
-    assert body["last_change"]["data"]["pending_lifetime_hours"] == {"before": 72, "after": 12}
-    assert body["last_change"]["actor"] == "acme-admin"
-    assert body["last_change"]["data"]["api_token"] == "theirs"
+    last = body["last_change"]
+    assert last["actor"] == "acme-admin" and last["source"] == "api"
+    # The whole of that save: the imported list and the changed setting.
+    assert [e["verb"] for e in last["events"]] == ["scope.imported", "settings.changed"]
+    imported, changed = (e["data"] for e in last["events"])
+    assert imported["added"] == ["dc-01", "dc-02"] and imported["list"] == "scope_exceptions"
+    assert changed["pending_lifetime_hours"] == {"before": 72, "after": 12}
+    assert changed["api_token"] == "theirs"
     assert body["updated_at"] in body["detail"]
     assert stored(acme).pending_lifetime_hours == 12
+
+
+def test_the_last_change_is_the_last_save_only(admin, acme):
+    api = api_for(admin, acme)
+    first = change(api, {"pending_lifetime_hours": 12}, etag=etag_of(api))
+    second = change(api, {"scope_exceptions": ["dc-01"]}, etag=first["ETag"])
+    third = change(
+        api, {"scope_exceptions": ["dc-02"], "pending_lifetime_hours": 6}, etag=second["ETag"]
+    )
+    assert third.status_code == 200
+    response = change(api, {"pending_lifetime_hours": 96}, etag=first["ETag"])
+    assert response.status_code == 412
+    events = response.json()["last_change"]["events"]
+    assert [e["verb"] for e in events] == ["scope.imported", "settings.changed"]
+    assert events[0]["data"]["added"] == ["dc-02"]
+    assert events[1]["data"]["pending_lifetime_hours"] == {"before": 12, "after": 6}
 
 
 @pytest.mark.parametrize(
