@@ -536,3 +536,51 @@ def test_a_task_is_json_whatever_the_client_accepts(operator, acme):
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
     assert response.json()["status"] == "pendingApproval"
+
+
+VALID_ITEMS = {
+    "endpoints/isolate": {"endpointName": "web-01.acme.test", "description": "C2"},
+    "endpoints/restore": {"endpointName": "web-01.acme.test"},
+    "endpoints/collectFile": {"endpointName": "web-01.acme.test", "filePath": "C:\\evil.exe"},
+    "endpoints/terminateProcess": {
+        "endpointName": "web-01.acme.test",
+        "fileSha1": SHA1,
+        "fileName": "evil.exe",
+    },
+    "endpoints/runScript": {
+        "endpointName": "web-01.acme.test",
+        "fileName": "collect.ps1",
+        "parameter": "-All",
+    },
+    "suspiciousObjects": {"url": "https://evil.example/x", "description": "C2"},
+    "emails/quarantine": {"mailBox": "ceo@acme.example", "messageId": "<1@mail.example>"},
+    "domainAccounts/disable": {"accountName": "jdoe@acme.example", "description": "phished"},
+}
+
+
+@pytest.mark.parametrize("hidden", ["\x00", "\u200b", "\u202e"], ids=["NUL", "ZWSP", "RLO"])
+@pytest.mark.parametrize("call_path", sorted(VALID_ITEMS))
+def test_a_hidden_character_in_any_field_of_any_call_is_refused(
+    operator, acme, call_path, hidden, django_capture_on_commit_callbacks
+):
+    assert {c.path for c in CALLS} == set(VALID_ITEMS)
+    turn_on_auto_approval(acme)
+    services.upload_script(
+        acme, actor=operator, name="collect.ps1", language="powershell", content="Get-Process\n"
+    )
+    trend = trend_for(operator, acme)
+    if call_path == "endpoints/restore":
+        with django_capture_on_commit_callbacks(execute=True):
+            trend.post(ISOLATE, [VALID_ITEMS["endpoints/isolate"]])
+    valid = VALID_ITEMS[call_path]
+    spoiled = [{**valid, name: value[:3] + hidden + value[3:]} for name, value in valid.items()]
+    before = ActionRequest.objects.count()
+    response = trend.post(f"/v3.0/response/{call_path}", [*spoiled, valid])
+    assert response.status_code == 207
+    entries = response.json()
+    assert [e["status"] for e in entries] == [400] * len(spoiled) + [202]
+    for entry, name in zip(entries, valid, strict=False):
+        assert entry["body"]["error"]["message"].startswith(f"{name}: "), entry
+    assert ActionRequest.objects.count() == before + 1
+    task = _task(trend, entries[-1])
+    assert task["action"] == next(c.trend_action for c in CALLS if c.path == call_path)
