@@ -30,6 +30,8 @@ class ScopeMode(models.TextChoices):
 # The longest pending lifetime (720 h) less its last quarter: a reminder must come before the
 # last one, which is sent when a quarter of the lifetime is left.
 MAX_REMIND_AFTER_MINUTES = 720 * 60 * 3 // 4
+# Automatic approvals are announced in one digest per this many minutes at most (a day).
+MAX_DIGEST_MINUTES = 24 * 60
 
 
 class ApprovalSettings(models.Model):
@@ -61,6 +63,13 @@ class ApprovalSettings(models.Model):
         validators=[MaxValueValidator(MAX_REMIND_AFTER_MINUTES)],
     )
     notify_emails = models.JSONField(default=list, blank=True)
+    # Automatic approvals (and a flood of outcomes to one requester) are announced in one
+    # e-mail per this many minutes; 0 announces each at once (approvals/digests.py).
+    digest_minutes = models.PositiveIntegerField(
+        "Announce automatic approvals in a digest every (minutes)",
+        default=5,
+        validators=[MaxValueValidator(MAX_DIGEST_MINUTES)],
+    )
     notify_webhook_url = models.URLField("Also notify this webhook", max_length=500, blank=True)
     # Two-person approval: {action key: 2 or 3} distinct admins; an action not listed needs one.
     approvals_needed = models.JSONField(default=dict, blank=True)
@@ -497,10 +506,18 @@ class Notification(models.Model):
     last_error = models.TextField(blank=True)
     # When the periodic delivery tries it (again); None once it gave up.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # Its e-mail goes out in a digest (approvals/digests.py), not on its own.
+    in_digest = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["created_at", "id"]
         indexes = [
+            # send_due_digests: the e-mails waiting for a digest, oldest first.
+            models.Index(
+                fields=["created_at"],
+                name="notification_awaits_digest",
+                condition=models.Q(in_digest=True, email_sent_at__isnull=True),
+            ),
             # deliver_notifications: the unsent notifications that are due.
             models.Index(
                 fields=["next_attempt_at"],
