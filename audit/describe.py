@@ -100,8 +100,29 @@ def _results(w: Words) -> str:
 
 
 def _settings(w: Words) -> str:
-    names = [SETTING_NAMES.get(name, name.replace("_", " ")) for name in sorted(w.data)]
-    return ", ".join(names) if names else "nothing"
+    # Other settings than the approval settings name themselves (single sign-on's do).
+    which = w.data.get("settings")
+    which = which if isinstance(which, str) else "approval"
+    changed = sorted(name for name in w.data if name != "settings")
+    names = [SETTING_NAMES.get(name, name.replace("_", " ")) for name in changed]
+    return f"{w.actor} changed the {which} settings: {', '.join(names) if names else 'nothing'}"
+
+
+def _role(w: Words, which: str) -> str:
+    role = w.data.get("role")
+    value = role.get(which) if isinstance(role, dict) else None
+    return value if isinstance(value, str) else "no role"
+
+
+def _membership(w: Words, change: str) -> str:
+    user = w.field("user", w.actor)
+    why = w.field("by", "")
+    why = f", by the {why}" if why else ""
+    if change == "created":
+        return f"{user} joined the organization as {_role(w, 'after')}{why}"
+    if change == "removed":
+        return f"{user} left the organization (was {_role(w, 'before')}){why}"
+    return f"{user} became {_role(w, 'after')} (was {_role(w, 'before')}){why}"
 
 
 def _scope(w: Words) -> str:
@@ -163,7 +184,7 @@ SENTENCES: dict[str, Callable[[Words], str]] = {
     "remote_shell.expired": (
         lambda w: f"The remote shell session{w.targets} ended: its validity period was over"
     ),
-    "settings.changed": lambda w: f"{w.actor} changed the approval settings: {_settings(w)}",
+    "settings.changed": _settings,
     "scope.imported": _scope,
     "script.uploaded": lambda w: f"{w.actor} uploaded the script {w.field('name', 'a script')}",
     "auth.signed_in": lambda w: f"{w.actor} signed in",
@@ -185,6 +206,9 @@ SENTENCES: dict[str, Callable[[Words], str]] = {
     "second_factor.removed": lambda w: f"{w.actor} removed a second factor",
     "second_factor.reset": lambda w: f"The second factors of {w.actor} were reset",
     "recovery_codes.generated": lambda w: f"{w.actor} generated new recovery codes",
+    "membership.created": lambda w: _membership(w, "created"),
+    "membership.changed": lambda w: _membership(w, "changed"),
+    "membership.removed": lambda w: _membership(w, "removed"),
     "organization.second_factor_policy_changed": (
         lambda w: f"{w.actor} changed who must sign in with a second factor"
     ),

@@ -37,7 +37,7 @@ def _is_module(name: str) -> bool:
 
 def verbs_in_the_code() -> set[str]:
     """Every quoted `namespace.word` in the apps' code whose namespace is one of the verbs'."""
-    namespaces = {verb.split(".")[0] for verb in VERBS}
+    namespaces = {verb.split(".")[0] for verb in [*VERBS, *SENTENCES]}
     found = set()
     for app in APPS:
         for path in (PROJECT / app).rglob("*.py"):
@@ -122,6 +122,29 @@ def test_settings_sign_ins_and_exports_read_as_sentences(acme, admin):
     )
     assert describe(failed) == "A sign-in as jdoe failed"
     assert describe(exported) == "acme-admin exported the audit log as CSV"
+
+
+def test_other_settings_and_memberships_read_as_sentences(acme, admin):
+    sso = record(
+        acme,
+        "settings.changed",
+        actor=admin,
+        data={"settings": "single sign-on", "issuer": {"before": "", "after": "https://id.test"}},
+    )
+    joined = record(
+        acme,
+        "membership.created",
+        actor=admin,
+        data={
+            "user": "jdoe",
+            "role": {"before": None, "after": "operator"},
+            "by": "identity provider groups",
+        },
+    )
+    assert describe(sso) == "acme-admin changed the single sign-on settings: issuer"
+    assert describe(joined) == (
+        "jdoe joined the organization as operator, by the identity provider groups"
+    )
 
 
 def test_a_verb_without_a_sentence_still_reads(acme):
