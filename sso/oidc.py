@@ -27,6 +27,8 @@ from .services import Claims, SignInRefused
 logger = logging.getLogger(__name__)
 
 SCOPE = "openid email profile"
+# Sign-ins one browser session may have under way with one provider (tabs, retries).
+MAX_STARTED_SIGN_INS = 5
 # RFC 8176 methods that show more than a password: several factors, or a key held by the user.
 MULTI_FACTOR_METHODS = frozenset({"mfa", "hwk", "swk", "otp"})
 
@@ -104,11 +106,24 @@ def authorization_redirect(
         client = _client(provider)
         _metadata(client, provider)
         extra = {"login_hint": login_hint} if login_hint else {}
+        _keep_recent_sign_ins(request, client.name)
         return client.authorize_redirect(request, redirect_uri, **extra)
     except secrets.UnreadableSecret as error:
         raise SignInRefused(str(error)) from error
     except (requests.RequestException, ValueError) as error:
         raise _unreachable(error) from error
+
+
+def _keep_recent_sign_ins(request: HttpRequest, name: str) -> None:
+    """Forget all but the newest sign-ins started in this session (Authlib keeps each one's
+    state for an hour), so that starting over and over cannot grow the session."""
+    prefix = f"_state_{name}_"
+    started = sorted(
+        (key for key in list(request.session.keys()) if key.startswith(prefix)),
+        key=lambda key: request.session[key].get("exp", 0),
+    )
+    for key in started[: -(MAX_STARTED_SIGN_INS - 1)]:
+        del request.session[key]
 
 
 def _text_claim(userinfo: dict, name: str) -> str:

@@ -330,3 +330,14 @@ def test_the_e_mail_form_on_the_sign_in_page_leads_to_the_provider(registration,
     start = client.get(onward)
     assert start["Location"].startswith(provider.issuer + "/authorize/")
     assert parse_qs(urlsplit(start["Location"]).query)["login_hint"] == ["alice@acme.test"]
+
+
+def test_starting_over_and_over_keeps_five_sign_ins_under_way(registration):
+    client = Client()
+    redirects = [provider_redirect(client) for _ in range(12)]
+    started = [key for key in list(client.session.keys()) if key.startswith("_state_")]
+    assert len(started) == 5
+    # The newest still completes; the oldest is forgotten.
+    assert come_back(client, sign_in_at_provider(redirects[-1], "alice")).status_code == 302
+    client.logout()
+    assert come_back(Client(), sign_in_at_provider(redirects[0], "alice")).status_code == 403
