@@ -61,6 +61,7 @@ VERBS = (
     "request.rejected",
     "request.expired",
     "request.cancelled",
+    "request.reminded",
     "execution.queued",
     "execution.started",
     "execution.resumed",
