@@ -28,6 +28,13 @@ extra address, and an admin who submitted the request, get no such links.
 
 An organization may also name a webhook: each notification is then POSTed to it as JSON,
 signed like the webhook executor's calls when NOTIFY_WEBHOOK_SECRET is set.
+
+Digests (`approvals/digests.py`): with the organization's digest interval above 0 (default 5
+minutes), its admins hear of automatic approvals in one e-mail per interval, and a requester
+whose requests finish more than `REQUESTER_DIGEST_AFTER` times within the interval hears of the
+rest in one e-mail too. Such a notification is written `in_digest`: the worker sends its webhook
+notice (at once, in a batch with others: `deliver_webhook_batch`), and the digest its e-mail.
+Requests waiting for a decision, reminders, break-glass runs and decisions go out at once.
 """
 
 import json
@@ -39,6 +46,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage, EmailMultiAlternatives, get_connection
 from django.db import transaction
@@ -118,6 +126,16 @@ BATCH = 200
 # The last error kept with a notification, in characters.
 LONGEST_ERROR = 2000
 
+# The kinds whose e-mail may wait for a digest (approvals/digests.py).
+DIGEST_KINDS = frozenset({AUTO_APPROVED, FINISHED})
+# A requester hears of this many finished requests within the digest interval one by one;
+# the next ones wait for the digest.
+REQUESTER_DIGEST_AFTER = 3
+# Webhook notices of digested notifications go out together, this many seconds after the
+# first of them commits: one task delivers them all.
+WEBHOOK_BATCH_DELAY = 2
+WEBHOOK_BATCH_QUEUED = "notifications:webhook-batch-queued"
+
 
 def schedule(kind: str, request_id: int) -> Notification | None:
     """Write the `kind` notification into the outbox, in the current transaction, and hand it
@@ -129,22 +147,89 @@ def schedule(kind: str, request_id: int) -> Notification | None:
         pk=request_id
     )
     email_due = bool(recipients(kind, action_request))
-    webhook_due = bool(
-        ApprovalSettings.for_organization(action_request.organization).notify_webhook_url
-    )
+    organization_settings = ApprovalSettings.for_organization(action_request.organization)
+    webhook_due = bool(organization_settings.notify_webhook_url)
     if not email_due and not webhook_due:
         return None
     now = timezone.now()
+    in_digest = email_due and waits_for_digest(
+        kind, action_request, minutes=organization_settings.digest_minutes, now=now
+    )
     notification = Notification.objects.create(
         request=action_request,
         kind=kind,
         email_due=email_due,
         webhook_due=webhook_due,
         created_at=now,
-        next_attempt_at=now + FIRST_RETRY_AFTER,
+        # A digested e-mail alone is the digest's to send, not the periodic delivery's.
+        next_attempt_at=now + FIRST_RETRY_AFTER if webhook_due or not in_digest else None,
+        in_digest=in_digest,
     )
-    transaction.on_commit(partial(enqueue, notification.pk, kind, request_id))
+    if not in_digest:
+        transaction.on_commit(partial(enqueue, notification.pk, kind, request_id))
+    elif webhook_due:
+        transaction.on_commit(queue_webhook_batch)
     return notification
+
+
+def waits_for_digest(
+    kind: str, action_request: ActionRequest, *, minutes: int, now: datetime
+) -> bool:
+    """Whether the `kind` e-mail about the request waits for the organization's digest: an
+    automatic approval does, with an interval; an outcome does once its requester heard of
+    `REQUESTER_DIGEST_AFTER` others within the interval."""
+    if minutes == 0 or kind not in DIGEST_KINDS:
+        return False
+    if kind == AUTO_APPROVED:
+        return True
+    recent = Notification.objects.filter(
+        kind=kind,
+        email_due=True,
+        request__organization_id=action_request.organization_id,
+        request__requester_id=action_request.requester_id,
+        created_at__gt=now - timedelta(minutes=minutes),
+    ).values("pk")[:REQUESTER_DIGEST_AFTER]
+    return len(recent) >= REQUESTER_DIGEST_AFTER
+
+
+def queue_webhook_batch() -> None:
+    """Have one worker deliver the digested notifications' webhook notices shortly, unless
+    such a batch is queued already; whatever it misses, the periodic delivery sends."""
+    from .execution import tasks  # a lazy import: the tasks module imports this one
+
+    if not cache.add(WEBHOOK_BATCH_QUEUED, True, timeout=WEBHOOK_BATCH_DELAY + 60):
+        return
+    try:
+        tasks.deliver_webhooks.apply_async(countdown=WEBHOOK_BATCH_DELAY)
+    except Exception:
+        cache.delete(WEBHOOK_BATCH_QUEUED)
+        logger.exception(
+            "The webhook notices could not be queued; they stay in the outbox and the "
+            "periodic delivery (deliver_notifications) will send them."
+        )
+
+
+def deliver_webhook_batch() -> int:
+    """Deliver every digested notification's webhook notice not yet tried; how many are now
+    wholly sent. A notice that fails is retried by the periodic delivery."""
+    # Cleared first: a notification committed from now on queues the next batch.
+    cache.delete(WEBHOOK_BATCH_QUEUED)
+    pks = list(
+        Notification.objects.filter(
+            in_digest=True, webhook_due=True, webhook_sent_at__isnull=True, attempts=0
+        )
+        .order_by("created_at", "pk")
+        .values_list("pk", flat=True)[:BATCH]
+    )
+    delivered = 0
+    for pk in pks:
+        try:
+            delivered += deliver(pk)
+        except Exception:
+            logger.exception("Notification %s could not be delivered; the next run retries.", pk)
+    if len(pks) == BATCH:
+        queue_webhook_batch()
+    return delivered
 
 
 def enqueue(notification_id: int, kind: str, request_id: int) -> None:
@@ -189,7 +274,7 @@ def _attempt(notification: Notification) -> None:
     kind, request_id = notification.kind, notification.request_id
     notification.attempts += 1
     errors = []
-    if notification.email_due and notification.email_sent_at is None:
+    if notification.email_due and notification.email_sent_at is None and not notification.in_digest:
         try:
             with transaction.atomic():  # a database error here spoils only this part
                 send(kind, request_id)
@@ -226,6 +311,8 @@ def _attempt(notification: Notification) -> None:
     if email_done and webhook_done:
         notification.sent_at = now
         notification.next_attempt_at = None
+    elif webhook_done and notification.in_digest:
+        notification.next_attempt_at = None  # what is left is the digest's e-mail
     elif notification.attempts >= MAX_ATTEMPTS:
         notification.next_attempt_at = None
         logger.error(

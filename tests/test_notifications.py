@@ -83,7 +83,8 @@ def test_inactive_admins_and_admins_without_an_address_are_not_told(
 def test_admins_are_told_of_an_auto_approved_request_and_the_requester_of_its_end(
     acme, operator, admin, django_capture_on_commit_callbacks
 ):
-    turn_on_auto_approval(acme)
+    # At once, without a digest (tests/test_digests.py has the digest).
+    turn_on_auto_approval(acme, digest_minutes=0)
     with django_capture_on_commit_callbacks(execute=True):
         submit(acme, operator)
 

@@ -19,7 +19,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 from django.utils import timezone
 
-from .. import break_glass, notifications, reminders, services
+from .. import break_glass, digests, notifications, reminders, services
 from ..models import TargetStatus
 from . import steps as execution
 from .executors import ExecutorNotConfigured, TransientExecutorError, get_executor
@@ -116,6 +116,23 @@ def deliver_notification(notification_id: int) -> bool:
 def deliver_notifications() -> int:
     """Deliver whatever the outbox still holds (beat, every minute)."""
     return notifications.deliver_due()
+
+
+@shared_task(
+    ignore_result=True,
+    soft_time_limit=120,
+    time_limit=150,
+    name="approvals.tasks.deliver_webhooks",
+)
+def deliver_webhooks() -> int:
+    """Deliver, together, the webhook notices of notifications whose e-mail waits for a digest."""
+    return notifications.deliver_webhook_batch()
+
+
+@shared_task(ignore_result=True, name="approvals.tasks.send_digests")
+def send_digests() -> int:
+    """Send the digests whose interval is over (beat, every minute)."""
+    return digests.send_due_digests()
 
 
 # The two tasks below deliver notifications queued before the outbox existed (messages in
