@@ -315,6 +315,7 @@ CELERY_BEAT_SCHEDULE = {
         ("end-expired-remote-shells", "end_expired_sessions"),
         ("redispatch-stranded-requests", "dispatch_stranded"),
         ("deliver-notifications", "deliver_notifications"),
+        ("send-notification-digests", "send_digests"),
         ("announce-overdue-break-glass-reviews", "announce_overdue_reviews"),
         ("remind-admins-of-waiting-requests", "send_reminders"),
     ]
