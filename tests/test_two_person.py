@@ -7,10 +7,12 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.core import mail
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from actions.models import Category, ResponseAction
+from api.tokens import create_token
 from approvals import email_links, services
 from approvals.models import ActionRequest, Approval, ApprovalSettings, RequestStatus
 from audit.context import AuditContext
@@ -545,3 +547,32 @@ def test_an_outsider_gets_404(acme, outsider):
     )
     assert response.status_code == 404
     assert ApprovalSettings.for_organization(acme).approvals_needed == {}
+
+
+# The API: the same service, so the same rule
+
+
+def api_client(user, organization) -> Client:
+    secret = create_token(user, organization, name="approver")[1]
+    return Client(headers={"authorization": f"Bearer {secret}"})
+
+
+def test_the_api_counts_each_admin_once_and_approves_on_the_last(
+    two_person, admin, second_admin, acme
+):
+    path = f"/api/v1/orgs/acme/requests/{two_person.uuid}/approve/"
+    first = api_client(admin, acme)
+    counted = first.post(path, {"comment": "ok"}, content_type="application/json")
+    assert counted.status_code == 200
+    assert counted.json()["status"] == "pending"
+    assert [e["verb"] for e in counted.json()["timeline"]] == [
+        "request.submitted",
+        "request.approval_added",
+    ]
+    again = first.post(path, {}, content_type="application/json")
+    assert again.status_code == 409
+    assert "You already approved this request at" in again.json()["detail"]
+    done = api_client(second_admin, acme).post(path, {}, content_type="application/json")
+    assert done.status_code == 200
+    assert done.json()["status"] != "pending"
+    assert Approval.objects.get(request=two_person, admin=admin).source == "api"
