@@ -222,3 +222,38 @@ def test_it_costs_the_same_queries_for_one_request_or_fifty(
 
 def test_the_preview_decides_with_the_portals_own_rule():
     assert preview.decide is decision.decide
+
+
+def test_a_break_glass_run_is_decided_again_as_break_glass(acme, operator, admin):
+    settings = ApprovalSettings.for_organization(acme)
+    settings.break_glass_enabled = True
+    settings.break_glass_actions = ["isolate_endpoint"]
+    settings.save()
+    submit(
+        acme,
+        operator,
+        break_glass=True,
+        justification="Ransomware spreading from this host right now",
+    )
+    client = client_for(admin)
+    allowed = form_data(
+        acme, break_glass_enabled="on", break_glass_actions=["isolate_endpoint"], preview="1"
+    )
+    assert table(client.post(SETTINGS, allowed))["isolate_endpoint"] == (
+        1,
+        (1, 1),
+        (0, 0),
+        (0, 0),
+        (0, 0),
+        0,
+    )
+    # Break-glass turned off: the same run would have been refused on its form.
+    turned_off = form_data(acme, break_glass_actions=["isolate_endpoint"], preview="1")
+    assert table(client.post(SETTINGS, turned_off))["isolate_endpoint"] == (
+        1,
+        (1, 0),
+        (0, 0),
+        (0, 1),
+        (0, 0),
+        1,
+    )
