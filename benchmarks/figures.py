@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from time import perf_counter
+from time import perf_counter, process_time
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -37,7 +37,7 @@ from audit.models import AuditChainHead
 from responseportal.celery import app
 from responseportal.models import Organization
 
-from . import data, processes, report, static_settings
+from . import anatomy, data, processes, report, static_settings
 from .data import Plan, Scene, log
 
 WORKER_CONCURRENCY = 2
@@ -324,10 +324,12 @@ def end_to_end(scene: Scene, plan: Plan) -> dict:
         worker = processes.celery_worker(stack, concurrency=WORKER_CONCURRENCY)
         warm = [_auto_approved(scene, number, "warm") for number in range(plan.warmup)]
         _finished(warm, 60, worker)
-        started = timezone.now()
+        worker_cpu = anatomy.group_cpu_seconds(worker.process.pid)
+        started, web_cpu = timezone.now(), process_time()
         ids = [_auto_approved(scene, number, "e2e") for number in range(plan.e2e_requests)]
-        submitted = timezone.now()
+        submitted, web_cpu = timezone.now(), process_time() - web_cpu
         counts = _finished(ids, 60 + plan.e2e_requests / 10, worker)
+        worker_cpu = anatomy.group_cpu_seconds(worker.process.pid) - worker_cpu
     finished = ActionRequest.objects.filter(pk__in=ids).order_by("-finished_at").first()
     seconds = (finished.finished_at - started).total_seconds()
     successful = counts.get(RequestStatus.SUCCESSFUL, 0)
@@ -339,6 +341,10 @@ def end_to_end(scene: Scene, plan: Plan) -> dict:
             "seconds": round(seconds, 2),
             "submitting_s": round((submitted - started).total_seconds(), 2),
             "worker_concurrency": WORKER_CONCURRENCY,
+            # CPU of this process while it submitted, and of the worker's processes (the
+            # worker also polls the broker while it waits: an upper bound).
+            "web_cpu_ms_per_request": round(web_cpu * 1000 / len(ids), 2),
+            "worker_cpu_ms_per_request": round(worker_cpu * 1000 / len(ids), 2),
         }
     }
 
@@ -490,6 +496,12 @@ def run(plan: Plan, results_path: Path) -> None:
             client = admin if name.startswith("admin_") else portal
             _measure(results, [name], lambda c=client, u=url, n=name: {n: time_page(c, u, plan)})
 
+        log("Each page beside its own SQL replayed alone")
+        pages = {
+            name: (admin if name.startswith("admin_") else portal, url)
+            for name, url in page_urls(scene, plan).items()
+        }
+        _measure(results, ["page_sql_ratio"], lambda: anatomy.page_sql_ratios(pages, plan, fetch))
         log("Queries per page at 10 rows and at scale")
         _measure(results, ["queries_per_page"], lambda: query_counts(scene, plan))
         log(f"CSV export of {plan.export_events:,} events in a process of its own")
@@ -498,6 +510,8 @@ def run(plan: Plan, results_path: Path) -> None:
         _measure(results, ["verify_events_per_s"], verify)
         log(f"Audit appends: {plan.writers} writers, {plan.appends_per_writer:,} events each")
         _measure(results, ["audit_appends_per_s"], lambda: appends(scene, plan))
+        log(f"Per request: {anatomy.SAMPLE} auto-approved requests and their tasks, in process")
+        _measure(results, anatomy.KEYS, lambda: anatomy.per_request(scene, plan))
         log(f"End to end: {plan.e2e_requests:,} auto-approved requests through a Celery worker")
         _measure(results, ["e2e_requests_per_s"], lambda: end_to_end(scene, plan))
         log(f"API: {plan.e2e_requests:,} auto-approved requests POSTed, run by a Celery worker")

@@ -22,6 +22,7 @@ EXPORT_GROWTH_MB = 50
 APPENDS_PER_S = 1_000
 VERIFIED_PER_S = 50_000
 E2E_PER_S = 100
+PAGE_SQL_RATIO = 3
 
 PORTAL_PAGES = ("audit_first_page_ms", "audit_deep_page_ms", "queue_page_ms", "request_detail_ms")
 ADMIN_PAGES = ("admin_audit_first_page_ms", "admin_audit_deep_page_ms", "admin_queue_page_ms")
@@ -35,15 +36,27 @@ FIGURES = (
     "admin_queue_page_ms",
     "request_detail_ms",
     "queries_per_page",
+    "page_sql_ratio",
     "export_100k_rows_s",
     "export_peak_rss_mb",
     "audit_appends_per_s",
     "verify_events_per_s",
     "e2e_requests_per_s",
+    "e2e_sql_per_request",
+    "e2e_transactions_per_request",
+    "e2e_tasks_per_request",
+    "e2e_cpu_ms_per_request",
     "api_requests_per_s",
     "api_e2e_requests_per_s",
     "http_queue_rps",
 )
+# Per auto-approved request: the unit each is shown in.
+PER_REQUEST = {
+    "e2e_sql_per_request": "",
+    "e2e_transactions_per_request": "",
+    "e2e_tasks_per_request": "",
+    "e2e_cpu_ms_per_request": " ms",
+}
 HEADERS = ("figure", "median / value", "p95", "target", "met?")
 
 
@@ -99,6 +112,11 @@ def check(name: str, results: dict) -> Check:
             not failed
             and all(page["at_10"] == page["at_scale"] for page in figure["pages"].values()),
         )
+    if name == "page_sql_ratio":
+        return Check(
+            f"<= {PAGE_SQL_RATIO}x its SQL",
+            not failed and all(_ratio_met(page) for page in figure["pages"].values()),
+        )
     minimums = {
         "audit_appends_per_s": APPENDS_PER_S,
         "verify_events_per_s": VERIFIED_PER_S,
@@ -122,6 +140,16 @@ def check(name: str, results: dict) -> Check:
     return Check("for comparison" if name in ADMIN_PAGES else "-", None if not failed else False)
 
 
+def _ratio_met(page: dict) -> bool:
+    return "error" not in page and page["value"] is not None and page["value"] <= PAGE_SQL_RATIO
+
+
+def _ratio_shown(page: dict) -> str:
+    if "error" in page or page["value"] is None:
+        return "error"
+    return f"{page['value']:g}x ({page['page_ms']:,.1f} / {page['sql_ms']:,.1f} ms)"
+
+
 def _number(value: float, unit: str) -> str:
     if unit in {"/s", " req/s"}:
         return f"{value:,.0f}{unit}"
@@ -140,6 +168,15 @@ def _shown(name: str, figure: dict) -> tuple[str, str]:
         return _number(figure["value"], "MB"), ""
     if name == "http_queue_rps":
         return _number(figure["value"], " req/s"), _number(figure["p95_ms"], "ms")
+    if name in PER_REQUEST:
+        unit = PER_REQUEST[name]
+        return (
+            f"{figure['value']:g}{unit} (web {figure['web']:g}, worker {figure['worker']:g})"
+            if "web" in figure
+            else f"{figure['value']:g}{unit} ({figure['from_web']:g} from web, "
+            f"{figure['from_worker']:g} from worker)",
+            "",
+        )
     return _number(figure["value"], "/s"), ""
 
 
@@ -162,6 +199,18 @@ def rows(results: dict) -> list[list[str]]:
                         "",
                         verdict.target,
                         "yes" if counts["at_10"] == counts["at_scale"] else "NO",
+                    ]
+                )
+            continue
+        if name == "page_sql_ratio" and "error" not in figure:
+            for page, ratio in figure["pages"].items():
+                found.append(
+                    [
+                        f"page_sql_ratio {page}",
+                        _ratio_shown(ratio),
+                        "",
+                        verdict.target,
+                        "yes" if _ratio_met(ratio) else "NO",
                     ]
                 )
             continue

@@ -7,8 +7,10 @@ import sys
 
 import pytest
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import connection, transaction
 
-from benchmarks import report
+from benchmarks import anatomy, report
 
 
 def page(median, p95=None):
@@ -28,6 +30,16 @@ def results(**changes) -> dict:
         "queries_per_page": {
             "pages": {"audit_first_page": {"at_10": 6, "at_scale": 6}},
         },
+        "page_sql_ratio": {
+            "pages": {
+                "queue_page": {"value": 2.5, "page_ms": 20.0, "sql_ms": 8.0, "statements": 9},
+                "request_detail": {"value": 3.0, "page_ms": 24.0, "sql_ms": 8.0},
+            }
+        },
+        "e2e_sql_per_request": {"value": 61.9, "web": 31.0, "worker": 30.9},
+        "e2e_transactions_per_request": {"value": 9.2, "web": 4.0, "worker": 5.2},
+        "e2e_tasks_per_request": {"value": 1.15, "from_web": 1.0, "from_worker": 0.15},
+        "e2e_cpu_ms_per_request": {"value": 103.27, "web": 50.95, "worker": 52.32},
         "export_100k_rows_s": {"value": 2.5, "rows": 100_000},
         "export_peak_rss_mb": {"value": 4.2},
         "audit_appends_per_s": {"value": 1500, "chains_intact": True},
@@ -39,6 +51,9 @@ def results(**changes) -> dict:
     }
     found.update(changes)
     return found
+
+
+User = get_user_model()
 
 
 def row(name, figures):
@@ -168,3 +183,115 @@ def test_it_names_the_postgresql_server_that_does_not_answer():
     assert run.returncode == 1
     assert "PostgreSQL at 127.0.0.1:1 does not answer" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_each_page_is_shown_beside_its_sql_and_over_three_times_it_fails():
+    assert row("page_sql_ratio queue_page", results())[1:] == [
+        "2.5x (20.0 / 8.0 ms)",
+        "",
+        "<= 3x its SQL",
+        "yes",
+    ]
+    assert row("page_sql_ratio request_detail", results())[4] == "yes"  # 3 is within
+    slow = results(
+        page_sql_ratio={
+            "pages": {
+                "queue_page": {"value": 2.5, "page_ms": 20.0, "sql_ms": 8.0},
+                "request_detail": {"value": 3.01, "page_ms": 30.1, "sql_ms": 10.0},
+            }
+        }
+    )
+    assert row("page_sql_ratio queue_page", slow)[4] == "yes"
+    assert row("page_sql_ratio request_detail", slow)[4] == "NO"
+    assert report.checks(slow)["page_sql_ratio"]["met"] is False
+    assert report.checks(results())["page_sql_ratio"]["met"] is True
+
+
+def test_the_per_request_figures_show_each_side():
+    assert row("e2e_sql_per_request", results())[1] == "61.9 (web 31, worker 30.9)"
+    assert row("e2e_cpu_ms_per_request", results())[1] == "103.27 ms (web 50.95, worker 52.32)"
+    assert row("e2e_tasks_per_request", results())[1] == "1.15 (1 from web, 0.15 from worker)"
+    assert row("e2e_transactions_per_request", results())[3:] == ["-", ""]
+    broken = results(e2e_sql_per_request={"error": "RuntimeError: the sample failed"})
+    assert row("e2e_sql_per_request", broken)[1::3] == ["error", "NO"]
+
+
+def test_the_new_keys_are_in_the_table_and_the_json_checks():
+    names = [r[0] for r in report.rows(results())]
+    for name in (
+        "e2e_sql_per_request",
+        "e2e_transactions_per_request",
+        "e2e_tasks_per_request",
+        "e2e_cpu_ms_per_request",
+    ):
+        assert name in names
+        assert name in report.checks(results())
+        assert name in anatomy.KEYS
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        (
+            'SELECT "a"."id" FROM "approvals_actionrequest" WHERE "a"."id" = 1 LIMIT 21 FOR UPDATE',
+            "SELECT approvals_actionrequest FOR UPDATE",
+        ),
+        (
+            '  select "x" from "audit_auditevent" where "note" = \'FOR UPDATE\'',
+            "SELECT audit_auditevent",  # the words in a string are no lock
+        ),
+        ('SELECT 1 FROM "t" FOR NO KEY UPDATE', "SELECT t FOR UPDATE"),
+        (
+            'INSERT INTO "approvals_requesttarget" ("a") VALUES (1), (2)',
+            "INSERT INTO approvals_requesttarget",
+        ),
+        ('UPDATE "audit_auditchainhead" SET "last_sequence" = 3', "UPDATE audit_auditchainhead"),
+        ('SAVEPOINT "s140_x1"', "SAVEPOINT"),
+        ('RELEASE SAVEPOINT "s140_x1"', "RELEASE SAVEPOINT"),
+        ("SELECT 1", "SELECT"),
+    ],
+)
+def test_a_statement_s_kind_is_its_verb_its_first_table_and_its_lock(sql, expected):
+    assert anatomy.kind(sql) == expected
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)  # the transactions counted are real ones
+def test_the_tally_counts_each_transaction_once_and_every_statement(requires_postgresql):
+    with anatomy.Tally().installed() as tally:
+        User.objects.count()  # autocommit: a transaction each
+        User.objects.exists()
+        with transaction.atomic():  # BEGIN before the first statement, COMMIT at the end
+            User.objects.count()
+            with transaction.atomic():  # a savepoint inside the same transaction
+                User.objects.exists()
+            User.objects.count()
+        with transaction.atomic():
+            pass  # no statement: psycopg2 sends no BEGIN, PostgreSQL sees no transaction
+        with transaction.atomic():
+            User.objects.exists()
+    assert tally.transactions == 4
+    # 2 + (3 + SAVEPOINT + RELEASE) + 1
+    assert tally.statements == 8
+    assert tally.kinds["SAVEPOINT"] == 1
+    assert tally.kinds["RELEASE SAVEPOINT"] == 1
+    assert tally.kinds["SELECT auth_user"] == 6
+    User.objects.count()  # no longer installed
+    assert tally.statements == 8
+
+
+@pytest.mark.postgresql
+def test_the_replay_runs_a_page_s_statements_and_undoes_their_writes(requires_postgresql):
+    User.objects.create(username="kept")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM auth_user")
+        before = cursor.fetchone()[0]
+    inserted = (
+        "INSERT INTO auth_user (password, is_superuser, username, first_name, last_name, "
+        "email, is_staff, is_active, date_joined) VALUES ('', false, 'replayed', '', '', '', "
+        "false, true, now())"
+    )
+    seconds = anatomy._replay([inserted, "SELECT count(*) FROM auth_user"])
+    assert seconds > 0
+    assert User.objects.count() == before
+    assert not User.objects.filter(username="replayed").exists()

@@ -1,0 +1,331 @@
+"""Where an auto-approved request's cost goes, and how a page's time compares with its SQL.
+
+`per_request` submits a sample of auto-approved requests in this process, the way the end-to-end
+figure does, and captures every task they publish; it then runs those tasks here with
+`Task.apply` (the code a worker runs, without Celery's consumer), and every task they publish in
+turn, until none is left. Both sides are tallied: SQL statements, database transactions, tasks
+published, CPU time, statements grouped by kind, and, in a second sample, a cProfile of each.
+
+`page_sql_ratios` captures the statements a page issues, then times the page and, in turn, the
+same statements replayed alone on a bare cursor: the ratio is what the page adds to its SQL
+(templates, middleware, the ORM building objects).
+"""
+
+import cProfile
+import os
+import pstats
+import re
+import uuid
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+from time import perf_counter, process_time
+
+from celery.signals import before_task_publish
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE
+
+from approvals.models import ActionRequest, ApprovalMode, RequestStatus
+from responseportal.celery import app
+
+from . import data, report
+from .data import Plan, Scene
+
+SAMPLE = 20
+# What `per_request` measures (the first four are in the table, the last two in the JSON).
+KEYS = [
+    "e2e_sql_per_request",
+    "e2e_transactions_per_request",
+    "e2e_tasks_per_request",
+    "e2e_cpu_ms_per_request",
+    "e2e_statements",
+    "e2e_profile",
+]
+PROFILE_TOP = 12
+
+_KIND = re.compile(
+    r"^\s*(?P<verb>SELECT|INSERT INTO|UPDATE|DELETE FROM|SAVEPOINT|RELEASE SAVEPOINT|"
+    r"ROLLBACK TO SAVEPOINT|\w+)",
+    re.IGNORECASE,
+)
+_TABLE = re.compile(r'(?:FROM|INTO|UPDATE)\s+"(?P<table>\w+)"', re.IGNORECASE)
+# A row lock is the statement's last clause (Django puts it there), not words in a string.
+_LOCK = re.compile(r"\bFOR (NO KEY )?UPDATE( OF [^)]*?)?( NOWAIT| SKIP LOCKED)?\s*$", re.IGNORECASE)
+
+
+def kind(sql: str) -> str:
+    """A statement's kind: its verb and first table, and whether it locks rows.
+
+    `SELECT … FROM "approvals_actionrequest" … FOR UPDATE` → "SELECT approvals_actionrequest
+    FOR UPDATE"; savepoints are "SAVEPOINT" whatever their name.
+    """
+    found = _KIND.match(sql)
+    verb = found["verb"].upper() if found else "?"
+    if "SAVEPOINT" in verb:
+        return verb
+    table = _TABLE.search(sql)
+    label = f"{verb} {table['table']}" if table else verb
+    if verb == "SELECT" and _LOCK.search(sql):
+        label += " FOR UPDATE"
+    return label
+
+
+class Tally:
+    """Statements, transactions and their kinds on this thread's connection while installed.
+
+    A transaction is counted when a statement starts one: any statement in autocommit mode,
+    or the first one once Django has turned autocommit off for an atomic block (psycopg2 then
+    sends BEGIN before it).
+    """
+
+    def __init__(self):
+        self.statements = 0
+        self.transactions = 0
+        self.kinds: Counter[str] = Counter()
+
+    def __call__(self, execute, sql, params, many, context):
+        raw = context["connection"].connection
+        if raw.autocommit or raw.get_transaction_status() == TRANSACTION_STATUS_IDLE:
+            self.transactions += 1
+        self.statements += 1
+        self.kinds[kind(sql)] += 1
+        return execute(sql, params, many, context)
+
+    @contextmanager
+    def installed(self):
+        with connection.execute_wrapper(self):
+            yield self
+
+
+@contextmanager
+def published():
+    """The tasks published to the broker meanwhile, in order: (name, args, kwargs)."""
+    found: list[tuple[str, list, dict]] = []
+
+    def capture(sender=None, body=None, headers=None, **kwargs):
+        args, task_kwargs = (body[0], body[1]) if isinstance(body, list | tuple) else ([], {})
+        found.append(((headers or {}).get("task", sender), list(args), dict(task_kwargs)))
+
+    before_task_publish.connect(capture, weak=False)
+    try:
+        yield found
+    finally:
+        before_task_publish.disconnect(capture)
+
+
+def _submit(scene: Scene, prefix: str) -> int:
+    spec = data.Spec((f"{prefix}.corp.example",), "Ransom note found on the host")
+    request = data.submit(scene.e2e, scene.operator, spec)
+    if request.approval_mode != ApprovalMode.AUTO:
+        raise RuntimeError(f"{scene.e2e.slug} did not approve {data.ACTION} automatically.")
+    return request.pk
+
+
+def _run(name: str, args: list, kwargs: dict) -> None:
+    """Run one published task here, as the worker would; its failure is an error."""
+    result = app.tasks[name].apply(args=args, kwargs=kwargs)
+    if result.failed():
+        raise RuntimeError(f"{name}{tuple(args)} failed here: {result.traceback}")
+
+
+def _sample(scene: Scene, count: int, prefix: str, profiles=None) -> dict:
+    """Submit `count` requests, then run every task they lead to; each side's tally."""
+    web, worker = Tally(), Tally()
+    cpu = {"web": 0.0, "worker": 0.0}
+    tasks: Counter[str] = Counter()
+    with published() as sent:
+        with web.installed():
+            started = process_time()
+            if profiles:
+                profiles["web"].enable()
+            ids = [_submit(scene, f"{prefix}-{uuid.uuid4().hex[:10]}") for _ in range(count)]
+            if profiles:
+                profiles["web"].disable()
+            cpu["web"] = process_time() - started
+        web_tasks = len(sent)
+        done = 0
+        with worker.installed():
+            started = process_time()
+            while done < len(sent):  # the tasks run here publish theirs in turn
+                name, args, kwargs = sent[done]
+                done += 1
+                if profiles:
+                    profiles["worker"].enable()
+                _run(name, args, kwargs)
+                if profiles:
+                    profiles["worker"].disable()
+            cpu["worker"] = process_time() - started
+        tasks.update(name for name, _, _ in sent)
+    statuses = Counter(ActionRequest.objects.filter(pk__in=ids).values_list("status", flat=True))
+    if statuses[RequestStatus.SUCCESSFUL] != count:
+        raise RuntimeError(f"The sample's requests did not all succeed: {dict(statuses)}.")
+    return {
+        "web": web,
+        "worker": worker,
+        "cpu": cpu,
+        "tasks": tasks,
+        "web_tasks": web_tasks,
+        "worker_tasks": len(sent) - web_tasks,
+    }
+
+
+def _per(value: float, count: int, digits: int = 1) -> float:
+    return round(value / count, digits)
+
+
+def _top(profile: cProfile.Profile, count: int, *, project: bool = False) -> list[dict]:
+    """The functions that took the most time of their own, per request; with `project`, the
+    project's own functions that took the most time with what they call."""
+    stats = pstats.Stats(profile)
+    root = str(Path(__file__).resolve().parents[1]) + os.sep
+    rows = []
+    for (path, line, function), (_, calls, own, cumulative, _) in stats.stats.items():
+        if project and (not path.startswith(root) or "site-packages" in path):
+            continue
+        rows.append((own, cumulative, calls, f"{_short(path)}:{line}({function})"))
+    rows.sort(key=lambda row: row[1] if project else row[0], reverse=True)
+    return [
+        {
+            "function": where,
+            "own_ms": round(own * 1000 / count, 3),
+            "cumulative_ms": round(cumulative * 1000 / count, 3),
+            "calls": _per(calls, count),
+        }
+        for own, cumulative, calls, where in rows[:PROFILE_TOP]
+    ]
+
+
+def _short(path: str) -> str:
+    """A profiled file's path from the project or from site-packages, not from the disk root."""
+    for marker in ("site-packages" + os.sep, str(Path(__file__).resolve().parents[1]) + os.sep):
+        if marker in path:
+            return path.split(marker, 1)[1]
+    return path
+
+
+def per_request(scene: Scene, plan: Plan) -> dict:
+    """Statements, transactions, tasks and CPU per auto-approved request, each side apart."""
+    _submit(scene, "anatomy-warm")  # anything cached on first use is cached now
+    app.control.purge()
+    count = SAMPLE
+    found = _sample(scene, count, "anatomy")
+    web, worker, cpu = found["web"], found["worker"], found["cpu"]
+    profiles = {"web": cProfile.Profile(), "worker": cProfile.Profile()}
+    _sample(scene, count, "anatomy-profiled", profiles)
+    app.control.purge()
+
+    def statements(tally: Tally) -> dict:
+        return {name: _per(n, count, 2) for name, n in tally.kinds.most_common()}
+
+    return {
+        "e2e_sql_per_request": {
+            "value": _per(web.statements + worker.statements, count),
+            "web": _per(web.statements, count),
+            "worker": _per(worker.statements, count),
+            "requests": count,
+        },
+        "e2e_transactions_per_request": {
+            "value": _per(web.transactions + worker.transactions, count),
+            "web": _per(web.transactions, count),
+            "worker": _per(worker.transactions, count),
+            "requests": count,
+        },
+        "e2e_tasks_per_request": {
+            "value": _per(sum(found["tasks"].values()), count, 2),
+            "from_web": _per(found["web_tasks"], count, 2),
+            "from_worker": _per(found["worker_tasks"], count, 2),
+            "by_task": {name: _per(n, count, 2) for name, n in found["tasks"].most_common()},
+            "requests": count,
+        },
+        "e2e_cpu_ms_per_request": {
+            "value": round((cpu["web"] + cpu["worker"]) * 1000 / count, 2),
+            "web": round(cpu["web"] * 1000 / count, 2),
+            "worker": round(cpu["worker"] * 1000 / count, 2),
+            "requests": count,
+            "measured": "in this process; the worker side's tasks run with Task.apply",
+        },
+        "e2e_statements": {
+            "web": statements(web),
+            "worker": statements(worker),
+            "requests": count,
+        },
+        "e2e_profile": {
+            "requests": count,
+            "by_own_time": {side: _top(profile, count) for side, profile in profiles.items()},
+            "project_by_cumulative_time": {
+                side: _top(profile, count, project=True) for side, profile in profiles.items()
+            },
+        },
+    }
+
+
+def _replay(statements: list[str]) -> float:
+    """The statements alone, on psycopg2's own cursor, every row fetched; seconds.
+
+    In a transaction rolled back at the end, so that a page's writes (a session saved,
+    say) are not applied twice.
+    """
+    with transaction.atomic():
+        raw = connection.connection.cursor()
+        started = perf_counter()
+        for sql in statements:
+            raw.execute(sql)
+            if raw.description is not None:
+                raw.fetchall()
+        seconds = perf_counter() - started
+        raw.close()
+        transaction.set_rollback(True)
+    return seconds
+
+
+def page_sql_ratio(client, url: str, plan: Plan, fetch) -> dict:
+    """The page's median time over the median time of its own statements replayed alone,
+    each page request followed by a replay, so that both see the same load."""
+    fetch(client, url)
+    with CaptureQueriesContext(connection) as captured:
+        fetch(client, url)
+    statements = [query["sql"] for query in captured.captured_queries]
+    pages, sql = [], []
+    for _ in range(max(plan.samples // 2, 5)):
+        started = perf_counter()
+        fetch(client, url)
+        pages.append((perf_counter() - started) * 1000)
+        sql.append(_replay(statements) * 1000)
+    page_ms, sql_ms = report.median(pages), report.median(sql)
+    return {
+        "value": round(page_ms / sql_ms, 2) if sql_ms else None,
+        "page_ms": round(page_ms, 2),
+        "sql_ms": round(sql_ms, 2),
+        "statements": len(statements),
+        "samples": len(pages),
+        "url": url,
+    }
+
+
+def page_sql_ratios(pages: dict[str, tuple], plan: Plan, fetch) -> dict:
+    """`page_sql_ratio` of each page: name → (client, url)."""
+    return {
+        "page_sql_ratio": {
+            "pages": {
+                name.removesuffix("_ms"): page_sql_ratio(client, url, plan, fetch)
+                for name, (client, url) in pages.items()
+            }
+        }
+    }
+
+
+def group_cpu_seconds(group: int) -> float:
+    """User and system CPU time of the processes of process group `group` (a Celery worker
+    and its pool), from /proc; processes that have exited are not counted."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        # After the name: state, ppid, pgrp, ..., utime (14th field) and stime (15th).
+        if int(fields[2]) == group:
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
