@@ -41,7 +41,7 @@ from audit.models import AuditEvent, Source
 from responseportal.celery import app as celery_app
 from responseportal.models import Membership, Organization
 
-from . import reminders, services, state
+from . import digests, reminders, services, state
 from .execution import steps
 from .forms import form_for
 from .models import ActionRequest, ApprovalMode, ApprovalSettings, RequestStatus, Script
@@ -542,6 +542,7 @@ class _History:
         except services.SubmissionRefused:
             return  # the settings of the day refuse it; an operator would pick another action
         self.seen("operator")
+        self.digests_after(organization)
         if action_request.approval_mode == ApprovalMode.MANUAL:
             self.follow_up(action_request, plan, outcome or self.next_outcome(plan))
         else:
@@ -607,7 +608,15 @@ class _History:
             services.approve_request(action_request.pk, actor=admin, comment=comment, context=desk)
         except services.TransitionRefused:
             return  # it expired over a long weekend: the admin is told so, as on the page
+        self.digests_after(action_request.organization)
         self.after_run(action_request, plan)
+
+    def digests_after(self, organization) -> None:
+        """The digest job, as beat runs it once the organization's digest interval is over."""
+        minutes = ApprovalSettings.for_organization(organization).digest_minutes
+        if minutes:
+            moment = timezone.now() + timedelta(minutes=minutes) + self.minutes(0, 1)
+            self.at(moment, digests.send_due_digests)
 
     def after_run(self, action_request: ActionRequest, plan) -> None:
         """What follows a run: a restore some days after an isolation, the memory dump that
