@@ -351,6 +351,14 @@ NOTIFY_WEBHOOK_SECRET = env_str("NOTIFY_WEBHOOK_SECRET")
 NOTIFY_WEBHOOK_TIMEOUT = float(env_str("NOTIFY_WEBHOOK_TIMEOUT", "10"))
 NOTIFY_WEBHOOK_ALLOW_PRIVATE = env_bool("NOTIFY_WEBHOOK_ALLOW_PRIVATE", DEBUG)
 
+# Single sign-on (sso/): whether an identity provider may be inside the portal's own network
+# (plain http, private addresses; on with DEBUG, for a demo or test provider), how far the
+# provider's clock may be off from ours (seconds, for exp and iat), and how long the portal
+# waits for the provider.
+SSO_ALLOW_PRIVATE_ISSUERS = env_bool("SSO_ALLOW_PRIVATE_ISSUERS", DEBUG)
+SSO_CLOCK_LEEWAY = env_int("SSO_CLOCK_LEEWAY", 60)
+SSO_HTTP_TIMEOUT = env_float("SSO_HTTP_TIMEOUT", 10)
+
 # The API (api/): bearer tokens only (no session, so no CSRF), errors as problem+json.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["api.auth.BearerTokenAuthentication"],
