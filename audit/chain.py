@@ -88,6 +88,10 @@ VERBS = (
     "second_factor.reset",
     "recovery_codes.generated",
     "organization.second_factor_policy_changed",
+    # Single sign-on keeps a member's role in step with the identity provider's groups.
+    "membership.created",
+    "membership.changed",
+    "membership.removed",
 )
 
 
