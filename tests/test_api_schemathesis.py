@@ -7,7 +7,9 @@ import json
 import pytest
 import schemathesis
 from django.core.cache import caches
+from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
@@ -59,7 +61,19 @@ schema.app = get_wsgi_application()
 
 
 @pytest.fixture
-def callers(cast, acme, settings):
+def wsgi_calls_keep_the_test_connection():
+    """Schemathesis calls the WSGI application directly, and at the end of each request Django
+    closes the database connection, with the test's transaction in it (on PostgreSQL). Django's
+    test client unhooks that handler for its requests; this does the same for the test."""
+    for signal in (request_started, request_finished):
+        signal.disconnect(close_old_connections)
+    yield
+    for signal in (request_started, request_finished):
+        signal.connect(close_old_connections)
+
+
+@pytest.fixture
+def callers(cast, acme, settings, wsgi_calls_keep_the_test_connection):
     """The secrets of an admin's and an operator's token, and a pending request."""
     settings.ALLOWED_HOSTS = ["localhost", "testserver"]
     settings.API_RATE_LIMIT = "1000000/min"  # the generated calls are many, and quick
