@@ -10,19 +10,20 @@ its oldest waiting e-mail is as old as the organization's digest interval; `send
 (beat, every minute) then sends it with everything waiting in the group. A group of one is sent
 as the ordinary e-mail of its kind.
 
-Nothing lost, nothing sent twice: the waiting rows are locked (`select_for_update`, skipping
-rows another run holds) in the transaction that marks them sent, so two runs at once send one
-digest; a run that dies before its commit leaves them waiting, and the next run sends them
-(at least once, as the outbox does). A mail server that fails is noted on the rows and the
-next run tries again.
+Nothing lost, nothing sent twice: a run holds the group (a PostgreSQL advisory lock; another
+run skips the group) and its waiting rows (`select_for_update`) in the transaction that marks
+them sent, so two runs at once send one digest, whole. A run that dies before its commit
+leaves them waiting, and the next run sends them (at least once, as the outbox does). A mail
+server that fails is noted on the rows and the next run tries again.
 """
 
 import logging
+import zlib
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Min, Prefetch, Q, QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -44,6 +45,9 @@ logger = logging.getLogger(__name__)
 DIGEST_LIMIT = 500
 # Targets listed per request in a digest; the request's page shows them all.
 DIGEST_SHOWN_TARGETS = 5
+
+# The first key of the advisory locks that hold digest groups (PostgreSQL), any int4.
+DIGEST_LOCKS = 160_002
 
 SUBJECTS = {
     AUTO_APPROVED: "Approved automatically: {count} requests in {organization}",
@@ -101,6 +105,8 @@ def send_digest(
     if requester_id is not None:
         group = group.filter(request__requester_id=requester_id)
     with transaction.atomic():
+        if not _hold_group(organization_id, kind, requester_id):
+            return 0
         rows = list(
             group.select_for_update(skip_locked=True, of=("self",))
             .select_related("request__organization", "request__action", "request__requester")
@@ -138,6 +144,18 @@ def send_digest(
             Q(webhook_due=False) | Q(webhook_sent_at__isnull=False)
         ).update(sent_at=now, next_attempt_at=None)
     return count
+
+
+def _hold_group(organization_id: int, kind: str, requester_id: int | None) -> bool:
+    """Whether this transaction now holds the group, False if another run does: the rows' own
+    locks alone would let two runs scanning at once share a group's rows and send two digests.
+    SQLite has one writer at a time and no such lock."""
+    if connection.vendor != "postgresql":
+        return True
+    group = zlib.crc32(f"{organization_id}:{kind}:{requester_id}".encode()) - 2**31
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [DIGEST_LOCKS, group])
+        return cursor.fetchone()[0]
 
 
 def _digest_messages(kind: str, rows: list[Notification]) -> list[EmailMultiAlternatives]:

@@ -484,6 +484,7 @@ SETTINGS_FIELDS = (
     "pending_lifetime_hours",
     "remote_shell_validity_hours",
     "remind_after_minutes",
+    "digest_minutes",
     "notify_emails",
     "notify_webhook_url",
     "approvals_needed",

@@ -14,7 +14,7 @@ from actions.models import Category, ResponseAction
 from actions.validators import MAX_LISTED_ERRORS, read_text, shown, validate_endpoint
 from responseportal.http import masked_url
 
-from .models import MAX_REMIND_AFTER_MINUTES, ApprovalSettings, ScopeMode
+from .models import MAX_DIGEST_MINUTES, MAX_REMIND_AFTER_MINUTES, ApprovalSettings, ScopeMode
 from .notifications import validate_webhook_url
 from .services import SCOPE_LISTS, SETTINGS_FIELDS, settings_problem
 
@@ -264,6 +264,24 @@ class ApprovalSettingsForm(forms.Form):
             "max_value": f"Expected at most {MAX_REMIND_AFTER_MINUTES} minutes.",
         },
     )
+    digest_minutes = forms.IntegerField(
+        label="Announce automatic approvals every (minutes)",
+        # Left out (an older page or client): the setting stays as it is.
+        required=False,
+        min_value=0,
+        max_value=MAX_DIGEST_MINUTES,
+        help_text=(
+            "Automatic approvals are announced in one e-mail listing them all, at most this "
+            "often; a requester whose requests finish more than three times in that time gets "
+            "the rest in one e-mail too. 0: each at once. Requests waiting for a decision, "
+            "reminders and break-glass runs are always announced at once."
+        ),
+        error_messages={
+            "invalid": "Enter a whole number of minutes, or 0 to announce each at once.",
+            "min_value": "Expected 0 (each at once) or more minutes.",
+            "max_value": f"Expected at most {MAX_DIGEST_MINUTES} minutes (a day).",
+        },
+    )
     notify_emails = forms.CharField(
         label="Also notify",
         required=False,
@@ -331,6 +349,7 @@ class ApprovalSettingsForm(forms.Form):
                 "scope_mode": settings.scope_mode,
                 "pending_lifetime_hours": settings.pending_lifetime_hours,
                 "remind_after_minutes": settings.remind_after_minutes,
+                "digest_minutes": settings.digest_minutes,
                 "remote_shell_validity_hours": settings.remote_shell_validity_hours,
                 "notify_emails": "\n".join(settings.notify_emails),
                 # Often a secret: only the admins, who may change it, see it in full.
@@ -383,6 +402,10 @@ class ApprovalSettingsForm(forms.Form):
     def clean_remind_after_minutes(self) -> int:
         minutes = self.cleaned_data["remind_after_minutes"]
         return self.settings.remind_after_minutes if minutes is None else minutes
+
+    def clean_digest_minutes(self) -> int:
+        minutes = self.cleaned_data["digest_minutes"]
+        return self.settings.digest_minutes if minutes is None else minutes
 
     def clean_notify_webhook_url(self) -> str:
         address = self.cleaned_data["notify_webhook_url"].strip()
