@@ -57,8 +57,9 @@ def approve_link(live_url: str) -> str:
 def test_the_tour_from_the_lived_in_demo(portal, browser, browser_of):
     written = write_history()
     assert written["acme"] > 200 and written["globex"] > 100
+    # The three submitted in the last hours, and any left to expire that has not yet.
     waiting = ActionRequest.objects.filter(organization__slug="acme", status=RequestStatus.PENDING)
-    assert waiting.count() == 3
+    assert waiting.count() >= 3
 
     # 1. A portal in use: the admin's dashboard.
     admin = portal
@@ -99,10 +100,10 @@ def test_the_tour_from_the_lived_in_demo(portal, browser, browser_of):
         reader.context.close()
     expect(operator.locator("#request-status")).to_contain_text("Successful", timeout=20_000)
 
-    # 4. The queue: the demo's three waiting requests, all ticked with one click.
+    # 4. The queue: the demo's waiting requests, all ticked with one click.
     admin.get_by_role("link", name="Pending queue").click()
     rows = admin.locator("main table tbody tr")
-    expect(rows).to_have_count(3)
+    expect(rows).to_have_count(waiting.count())
     admin.get_by_label("Select every request shown").check()
     for box in admin.locator("main table tbody input[type=checkbox]").all():
         expect(box).to_be_checked()
