@@ -4,7 +4,7 @@ from django.contrib import messages
 from django.http import HttpRequest
 from django.shortcuts import redirect
 
-from responseportal.models import Membership
+from responseportal.navigation import memberships_of
 
 from .factors import has_second_factor
 
@@ -26,11 +26,9 @@ class SecondFactorPolicyMiddleware:
         user = getattr(request, "user", None)
         if not slug or user is None or not user.is_authenticated:
             return None
-        membership = (
-            Membership.objects.select_related("organization")
-            .filter(user=user, organization__slug=slug)
-            .first()
-        )
+        # The navigation bar reads the same list: one query for both.
+        request.memberships = memberships_of(user)
+        membership = next((m for m in request.memberships if m.organization.slug == slug), None)
         if membership is None or not membership.organization.requires_second_factor(
             membership.role
         ):

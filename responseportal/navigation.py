@@ -43,16 +43,25 @@ def items_for(membership: Membership | None) -> list[dict]:
     return items
 
 
+def memberships_of(user) -> list[Membership]:
+    """The user's memberships with their organizations, by organization name. A middleware
+    that needs them on an organization's page keeps them in `request.memberships`, so that
+    the page reads them once."""
+    return list(
+        Membership.objects.filter(user=user)
+        .select_related("organization")
+        .order_by("organization__name")
+    )
+
+
 def navigation(request: HttpRequest) -> dict:
     """Template context: the user's memberships, the current one, and the menu for its role."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    memberships = list(
-        Membership.objects.filter(user=user)
-        .select_related("organization")
-        .order_by("organization__name")
-    )
+    memberships = getattr(request, "memberships", None)
+    if memberships is None:
+        memberships = memberships_of(user)
     match = request.resolver_match
     slug = match.kwargs.get("slug") if match else None
     current = next((m for m in memberships if m.organization.slug == slug), None)
