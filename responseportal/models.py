@@ -14,9 +14,14 @@ class Organization(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=60, unique=True, help_text="Used in the portal's URLs.")
     created_at = models.DateTimeField(auto_now_add=True)
-    # Who must prove a second factor to use the organization (accounts/ enforces it).
+    # Who must prove a second factor to use the organization (accounts/ enforces it). A new
+    # organization requires it of its admins; the database's default, which the organizations
+    # that existed before got (and a row written outside the ORM gets), requires nothing.
     second_factor_policy = models.CharField(
-        max_length=10, choices=SecondFactorPolicy.choices, default=SecondFactorPolicy.ADMINS
+        max_length=10,
+        choices=SecondFactorPolicy.choices,
+        default=SecondFactorPolicy.ADMINS,
+        db_default=SecondFactorPolicy.NONE,
     )
 
     class Meta:

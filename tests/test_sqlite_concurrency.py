@@ -51,8 +51,11 @@ from actions.models import ResponseAction
 from approvals import services
 from responseportal.models import Membership, Organization, Role
 
-acme = Organization.objects.create(slug="acme", name="Acme Corporation")
-initech = Organization.objects.create(slug="initech", name="Initech")
+# Without a two-factor requirement, like the demo's acme (tests/test_step_up.py covers it).
+acme = Organization.objects.create(
+    slug="acme", name="Acme Corporation", second_factor_policy="none"
+)
+initech = Organization.objects.create(slug="initech", name="Initech", second_factor_policy="none")
 
 def member(username, role, *organizations):
     user = get_user_model().objects.create_user(username, f"{username}@example.com")

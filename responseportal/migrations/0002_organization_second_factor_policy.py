@@ -1,15 +1,9 @@
 from django.db import migrations, models
 
-CHOICES = [
-    ("none", "Not required"),
-    ("admins", "Required for admins"),
-    ("everyone", "Required for every member"),
-]
-
 
 class Migration(migrations.Migration):
-    """Organizations that existed before keep working as they did (no requirement); new ones
-    require a second factor of their admins."""
+    """Organizations that existed before keep working as they did (the database's default: no
+    requirement); new ones require a second factor of their admins (the model's default)."""
 
     dependencies = [("responseportal", "0001_initial")]
 
@@ -17,11 +11,15 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="organization",
             name="second_factor_policy",
-            field=models.CharField(choices=CHOICES, default="none", max_length=10),
-        ),
-        migrations.AlterField(
-            model_name="organization",
-            name="second_factor_policy",
-            field=models.CharField(choices=CHOICES, default="admins", max_length=10),
+            field=models.CharField(
+                choices=[
+                    ("none", "Not required"),
+                    ("admins", "Required for admins"),
+                    ("everyone", "Required for every member"),
+                ],
+                db_default="none",
+                default="admins",
+                max_length=10,
+            ),
         ),
     ]
