@@ -300,7 +300,46 @@ def page_sql_ratio(client, url: str, plan: Plan, fetch) -> dict:
         "statements": len(statements),
         "samples": len(pages),
         "url": url,
+        "profiled": breakdown(client, url, fetch),
     }
+
+
+# Where a profiled page's time goes: (file, function) whose cumulative time is each share.
+_SHARES = {
+    "sql": [("~", "<method 'execute' of 'psycopg2.extensions.cursor' objects>")]
+    + [
+        ("~", f"<method '{name}' of 'psycopg2.extensions.cursor' objects>")
+        for name in (
+            "fetchone",
+            "fetchmany",
+            "fetchall",
+        )
+    ],
+    "templates": [("django/template/backends/django.py", "render")],
+    "view": [("django/core/handlers/base.py", "_get_response")],
+}
+PROFILED = 5
+
+
+def breakdown(client, url: str, fetch) -> dict:
+    """A page under cProfile (slower than unprofiled, so shares, not times, are the point):
+    the share of its time in SQL (the driver's calls), in rendering templates (with any SQL
+    they run), in the view (middleware's own work is the rest of the request)."""
+    profile = cProfile.Profile()
+    started = perf_counter()
+    profile.enable()
+    for _ in range(PROFILED):
+        fetch(client, url)
+    profile.disable()
+    total = perf_counter() - started
+    shares = dict.fromkeys(_SHARES, 0.0)
+    for (path, _, function), (_, _, _, cumulative, _) in pstats.Stats(profile).stats.items():
+        for share, places in _SHARES.items():
+            if any(path.endswith(file) and function == name for file, name in places):
+                shares[share] += cumulative
+    found = {f"{share}_share": round(seconds / total, 3) for share, seconds in shares.items()}
+    found["middleware_and_client_share"] = round(1 - shares["view"] / total, 3)
+    return found
 
 
 def page_sql_ratios(pages: dict[str, tuple], plan: Plan, fetch) -> dict:

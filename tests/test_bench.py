@@ -9,8 +9,10 @@ import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.test import Client
+from django.urls import reverse
 
-from benchmarks import anatomy, report
+from benchmarks import anatomy, figures, report
 
 
 def page(median, p95=None):
@@ -48,6 +50,7 @@ def results(**changes) -> dict:
         "api_requests_per_s": {"value": 310.0, "requests": 2000},
         "api_e2e_requests_per_s": {"value": 110.0, "requests": 2000, "successful": 2000},
         "http_queue_rps": {"value": 90.0, "median_ms": 40.0, "p95_ms": 70.0},
+        "notification_emails_per_1000_auto_approvals": {"value": 5.0, "requests": 1000},
     }
     found.update(changes)
     return found
@@ -114,6 +117,12 @@ def test_a_run_that_meets_every_target_says_yes_to_each():
     assert row("api_requests_per_s", results())[1:] == ["310/s", "", "-", ""]
     assert row("api_e2e_requests_per_s", results())[3:] == ["every request successful", "yes"]
     assert row("http_queue_rps", results())[1:3] == ["90 req/s", "70.0 ms"]
+    assert row("notification_emails_per_1000_auto_approvals", results())[1:] == [
+        "5 e-mails",
+        "",
+        "<= 20 with the default interval",
+        "yes",
+    ]
     assert all(r[4] in {"yes", ""} for r in rows)
 
 
@@ -127,8 +136,10 @@ def test_missed_targets_say_no():
         audit_appends_per_s={"value": 5000, "chains_intact": False},
         e2e_requests_per_s={"value": 150.0, "requests": 2000, "successful": 1999},
         api_e2e_requests_per_s={"value": 150.0, "requests": 2000, "successful": 1999},
+        notification_emails_per_1000_auto_approvals={"value": 20.5, "requests": 1000},
     )
     for name in (
+        "notification_emails_per_1000_auto_approvals",
         "queue_page_ms",
         "audit_deep_page_ms",
         "queries_per_page queue_page",
@@ -295,3 +306,17 @@ def test_the_replay_runs_a_page_s_statements_and_undoes_their_writes(requires_po
     assert seconds > 0
     assert User.objects.count() == before
     assert not User.objects.filter(username="replayed").exists()
+
+
+def test_a_profiled_page_s_time_is_shared_between_sql_templates_and_the_view(db):
+    found = anatomy.breakdown(Client(), reverse("login"), figures.fetch)
+    assert set(found) == {
+        "sql_share",
+        "templates_share",
+        "view_share",
+        "middleware_and_client_share",
+    }
+    assert all(0 <= share <= 1 for share in found.values()), found
+    assert found["templates_share"] > 0  # the sign-in page is a template
+    assert found["templates_share"] <= found["view_share"]  # rendered within the view
+    assert found["view_share"] + found["middleware_and_client_share"] == pytest.approx(1, abs=0.002)
