@@ -37,7 +37,7 @@ from audit.models import AuditChainHead
 from responseportal.celery import app
 from responseportal.models import Organization
 
-from . import anatomy, data, processes, report, static_settings
+from . import anatomy, data, notification_emails, processes, report, static_settings
 from .data import Plan, Scene, log
 
 WORKER_CONCURRENCY = 2
@@ -522,4 +522,10 @@ def run(plan: Plan, results_path: Path) -> None:
         )
         log(f"HTTP: the queue page under gunicorn for {plan.http_seconds:g} s")
         _measure(results, ["http_queue_rps"], lambda: http_queue(scene, plan))
+        log("Notification e-mails for a burst of auto-approved requests, digests included")
+        _measure(
+            results,
+            ["notification_emails_per_1000_auto_approvals"],
+            lambda: notification_emails.measure(scene, plan),
+        )
     report.write_json(results_path, results)

@@ -23,6 +23,7 @@ APPENDS_PER_S = 1_000
 VERIFIED_PER_S = 50_000
 E2E_PER_S = 100
 PAGE_SQL_RATIO = 3
+NOTIFICATION_EMAILS_PER_1000 = 20
 
 PORTAL_PAGES = ("audit_first_page_ms", "audit_deep_page_ms", "queue_page_ms", "request_detail_ms")
 ADMIN_PAGES = ("admin_audit_first_page_ms", "admin_audit_deep_page_ms", "admin_queue_page_ms")
@@ -48,6 +49,7 @@ FIGURES = (
     "e2e_cpu_ms_per_request",
     "api_requests_per_s",
     "api_e2e_requests_per_s",
+    "notification_emails_per_1000_auto_approvals",
     "http_queue_rps",
 )
 # Per auto-approved request: the unit each is shown in.
@@ -133,6 +135,11 @@ def check(name: str, results: dict) -> Check:
         return Check(
             "every request successful", not failed and figure["successful"] == figure["requests"]
         )
+    if name == "notification_emails_per_1000_auto_approvals":
+        return Check(
+            f"<= {NOTIFICATION_EMAILS_PER_1000} with the default interval",
+            not failed and figure["value"] <= NOTIFICATION_EMAILS_PER_1000,
+        )
     if name == "export_peak_rss_mb":
         return Check(
             f"< {EXPORT_GROWTH_MB} MB growth", not failed and figure["value"] < EXPORT_GROWTH_MB
@@ -168,6 +175,8 @@ def _shown(name: str, figure: dict) -> tuple[str, str]:
         return _number(figure["value"], "MB"), ""
     if name == "http_queue_rps":
         return _number(figure["value"], " req/s"), _number(figure["p95_ms"], "ms")
+    if name == "notification_emails_per_1000_auto_approvals":
+        return f"{figure['value']:g} e-mails", ""
     if name in PER_REQUEST:
         unit = PER_REQUEST[name]
         return (
