@@ -108,14 +108,17 @@ def test_wrong_role_gets_the_403_page_and_an_outsider_the_404_page(portal, brows
 def test_admin_turns_off_automatic_approval_for_isolate_endpoint(portal):
     sign_in(portal, "acme-admin")
     portal.get_by_role("link", name="Approval settings").click()
-    portal.get_by_label("Enable automatic approval").check()
-    portal.get_by_label("Isolate Endpoint", exact=True).uncheck()
+    # The action names label the break-glass boxes and the two-person counts too.
+    automatic = portal.get_by_role("region", name="Automatic approval")
+    automatic.get_by_label("Enable automatic approval").check()
+    automatic.get_by_label("Isolate Endpoint", exact=True).uncheck()
     portal.get_by_role("button", name="Save approval settings").click()
 
     expect(portal.get_by_text("Approval settings saved.")).to_be_visible()
-    expect(portal.get_by_label("Enable automatic approval")).to_be_checked()
-    expect(portal.get_by_label("Isolate Endpoint", exact=True)).not_to_be_checked()
-    expect(portal.get_by_label("Scan for Malware", exact=True)).to_be_checked()
+    automatic = portal.get_by_role("region", name="Automatic approval")
+    expect(automatic.get_by_label("Enable automatic approval")).to_be_checked()
+    expect(automatic.get_by_label("Isolate Endpoint", exact=True)).not_to_be_checked()
+    expect(automatic.get_by_label("Scan for Malware", exact=True)).to_be_checked()
     saved = ApprovalSettings.for_organization(Organization.objects.get(slug="acme"))
     assert saved.auto_approval_enabled
     assert "isolate_endpoint" not in saved.auto_approved_actions
@@ -124,7 +127,11 @@ def test_admin_turns_off_automatic_approval_for_isolate_endpoint(portal):
     portal.get_by_label("Verb", exact=True).select_option("settings.changed")
     portal.get_by_role("button", name="Filter", exact=True).click()
     portal.get_by_role("link", name=re.compile(r"^Event \d+: details$")).click()
-    expect(portal.get_by_role("heading", level=1)).to_have_text("settings.changed by acme-admin")
+    expect(portal.get_by_role("heading", level=1)).to_have_text(
+        "acme-admin changed the approval settings: automatic approval, "
+        "the actions approved automatically"
+    )
+    expect(portal.locator("main")).to_contain_text("settings.changed")
     enabled = portal.get_by_role("row", name=re.compile("auto_approval_enabled"))
     expect(enabled.get_by_role("cell")).to_have_text(["false", "true"])
     actions = portal.get_by_role("row", name=re.compile("auto_approved_actions"))
