@@ -39,6 +39,7 @@ def test_beat_runs_each_job_every_minute():
         "approvals.tasks.end_expired_sessions",
         "approvals.tasks.dispatch_stranded",
         "approvals.tasks.deliver_notifications",
+        "approvals.tasks.send_digests",
         "approvals.tasks.announce_overdue_reviews",
         "approvals.tasks.send_reminders",
     }
