@@ -7,6 +7,8 @@ import pytest
 from django.db import connection
 from django.test import Client
 
+from actions.models import ResponseAction
+from actions.sync import sync_catalog
 from responseportal.models import Role
 
 from .factories import MembershipFactory, OrganizationFactory, UserFactory
@@ -102,3 +104,21 @@ def _fast_password_hashing(settings):
 def _instant_simulated_executor(settings):
     """Requests run in-process in the tests; the simulated executor need not take its time."""
     settings.SIMULATED_EXECUTOR_DELAY = 0
+
+
+@pytest.fixture(autouse=True)
+def _catalog_after_a_flush(request):
+    """A transactional test's flush empties the catalog that a migration seeds: put it back.
+
+    pytest-django runs the transactional tests last, each ending with a flush, so the one after
+    would otherwise find no actions, depending on the order the tests happen to run in.
+    """
+    marker = request.node.get_closest_marker("django_db")
+    transactional = "transactional_db" in request.fixturenames or (
+        marker is not None and marker.kwargs.get("transaction", False)
+    )
+    if not transactional:
+        return
+    request.getfixturevalue("transactional_db")
+    if not ResponseAction.objects.exists():
+        sync_catalog()
