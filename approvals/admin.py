@@ -2,12 +2,25 @@ from django.contrib import admin
 
 from responseportal.admin import ReadOnlyAdmin
 
-from .models import ActionRequest, ApprovalSettings, RequestTarget, Script
+from .models import ActionRequest, Approval, ApprovalSettings, RequestTarget, Script
 
 
 class RequestTargetInline(admin.TabularInline):
     model = RequestTarget
     fields = ["position", "kind", "value", "status", "message"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class ApprovalInline(admin.TabularInline):
+    """Who approved a request needing two or three admins, and when."""
+
+    model = Approval
+    fields = ["admin", "approved_at", "source", "comment"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -23,7 +36,7 @@ class ActionRequestAdmin(ReadOnlyAdmin):
     search_fields = ["uuid", "summary", "requester__username"]
     list_select_related = ["organization", "action", "requester"]
     date_hierarchy = "submitted_at"
-    inlines = [RequestTargetInline]
+    inlines = [RequestTargetInline, ApprovalInline]
 
 
 @admin.register(ApprovalSettings)

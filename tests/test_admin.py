@@ -4,6 +4,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
+from approvals import services
+from approvals.models import ApprovalSettings
 from responseportal.models import Membership, Role
 
 from .approvals_helpers import submit
@@ -72,3 +74,19 @@ def test_portal_members_are_not_let_into_the_admin(admin):
     response = client_for(admin).get(reverse("admin:index"))
     assert response.status_code == 302
     assert reverse("admin:login") in response["Location"]
+
+
+def test_a_request_page_in_the_admin_lists_who_approved_it(platform_admin, acme, operator, admin):
+    settings = ApprovalSettings.for_organization(acme)
+    settings.approvals_needed = {"isolate_endpoint": 2}
+    settings.save()
+    action_request = submit(acme, operator)
+    services.approve_request(action_request.id, actor=admin, comment="Seen the beacon")
+
+    page = client_for(platform_admin).get(
+        reverse("admin:approvals_actionrequest_change", args=[action_request.id])
+    )
+    assert page.status_code == 200
+    approvals = page.context["inline_admin_formsets"][1]
+    assert [form.original.admin.username for form in approvals] == ["acme-admin"]
+    assert "Seen the beacon" in page.content.decode()
