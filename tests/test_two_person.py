@@ -412,6 +412,18 @@ def test_the_pending_email_goes_to_every_admin_with_their_own_links(
     for user in (admin, second_admin):
         (approve,) = re.findall(r"^Approve: +(\S+)$", bodies[user.email], re.M)
         assert urlsplit(approve).path == email_path(action_request, user)
+        assert "It runs once 2 different admins approve it (0 so far)" in bodies[user.email]
+    html = mail.outbox[0].alternatives[0][0]
+    assert "<strong>2 different admins</strong> approve it (0 so far)" in html
+
+
+def test_a_one_admin_request_says_nothing_of_counts_in_its_email(
+    _portal_url, acme, operator, admin, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        submit(acme, operator)
+    (message,) = mail.outbox
+    assert "different admins" not in message.body
 
 
 # The settings form
