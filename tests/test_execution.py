@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -12,6 +13,7 @@ from approvals import services
 from approvals.execution import steps as execution
 from approvals.models import ApprovalSettings, RequestStatus, TargetStatus
 from approvals.state import has_active_remote_shell, isolated_endpoints
+from approvals.transitions import lock_request
 from audit.context import AuditContext
 from audit.models import AuditEvent, Source
 
@@ -92,6 +94,41 @@ class TestQueue:
     def test_a_pending_request_is_not_queued(self, acme, operator):
         request = submit(acme, operator)
         assert not execution.queue_request(request.pk)
+        request.refresh_from_db()
+        assert request.status == RequestStatus.PENDING
+
+    def test_queue_locked_works_in_the_callers_transaction_and_a_rollback_sends_nothing(
+        self, acme, operator, admin, monkeypatch, django_capture_on_commit_callbacks
+    ):
+        sent = []
+        monkeypatch.setattr(execution, "send", sent.append)
+        request = approved(acme, operator, admin)
+
+        class Abandoned(Exception):
+            pass
+
+        with (
+            django_capture_on_commit_callbacks(execute=True),
+            pytest.raises(Abandoned),
+            transaction.atomic(),
+        ):
+            execution.queue_locked(lock_request(request.pk))
+            raise Abandoned
+        request.refresh_from_db()
+        assert request.status == RequestStatus.APPROVED
+        assert "execution.queued" not in verbs(request) and sent == []
+
+        with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+            execution.queue_locked(lock_request(request.pk))
+            assert sent == []  # not before the caller's transaction commits
+        request.refresh_from_db()
+        assert request.status == RequestStatus.QUEUED and sent == [request.pk]
+        assert verbs(request).count("execution.queued") == 1
+
+    def test_queue_locked_refuses_a_request_that_is_not_approved(self, acme, operator):
+        request = submit(acme, operator)
+        with pytest.raises(ValueError), transaction.atomic():
+            execution.queue_locked(lock_request(request.pk))
         request.refresh_from_db()
         assert request.status == RequestStatus.PENDING
 

@@ -62,22 +62,33 @@ def send(request_id: int) -> bool:
     return True
 
 
+def queue_locked(action_request: ActionRequest) -> None:
+    """Approved → queued for a request the caller holds locked, in the caller's transaction.
+
+    Records "execution.queued" and sends the request to the workers once that transaction
+    commits (so a rollback sends nothing). The caller has checked it is approved.
+    """
+    if action_request.status != RequestStatus.APPROVED:
+        raise ValueError(f"Request {action_request.pk} is {action_request.status}, not approved.")
+    action_request.status = RequestStatus.QUEUED
+    action_request.queued_at = timezone.now()
+    action_request.save(update_fields=["status", "queued_at"])
+    record(
+        action_request.organization,
+        "execution.queued",
+        action_request=action_request,
+        data={"status": {"before": RequestStatus.APPROVED, "after": action_request.status}},
+    )
+    transaction.on_commit(partial(send, action_request.pk))
+
+
 def queue_request(request_id: int) -> bool:
     """Approved → queued, and send it to the workers after commit; False if not approved."""
     with transaction.atomic():
         action_request = lock_request(request_id)
         if action_request.status != RequestStatus.APPROVED:
             return False
-        action_request.status = RequestStatus.QUEUED
-        action_request.queued_at = timezone.now()
-        action_request.save(update_fields=["status", "queued_at"])
-        record(
-            action_request.organization,
-            "execution.queued",
-            action_request=action_request,
-            data={"status": {"before": RequestStatus.APPROVED, "after": action_request.status}},
-        )
-        transaction.on_commit(partial(send, action_request.pk))
+        queue_locked(action_request)
     return True
 
 
