@@ -27,6 +27,7 @@ from responseportal.models import Membership
 
 from .factors import has_second_factor, organizations_requiring, verify_code
 from .kinds import IDP, KINDS, RECOVERY, TOTP, WEBAUTHN
+from .lockout import count_failure, locked_out
 
 __all__ = [
     "IDP",
@@ -187,8 +188,12 @@ def step_up_required(
         kind = recent_second_factor(request)
         code = request.POST.get(CODE_FIELD)
         if kind is None and code is not None:
+            # Guessing here is guessing at signing in: the same lockout counts both.
+            if locked_out(request, request.user):
+                return HttpResponse(status=429)
             kind = verify_code(request.user, code)
             if kind is None:
+                count_failure(request, request.user)
                 return _ask(
                     request,
                     "This code is not valid: type the code your authenticator app shows now, "

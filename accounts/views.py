@@ -5,11 +5,9 @@ import base64
 import time
 
 import segno
-from axes.handlers.proxy import AxesProxyHandler
 from django.contrib import messages
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.signals import user_login_failed
 from django.contrib.auth.views import LoginView
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -30,6 +28,7 @@ from . import passkeys, services
 from .factors import has_second_factor, organizations_requiring, totp_device, verify_code
 from .forms import CodeForm, PasskeyNameForm, SecondFactorPolicyForm, TotpConfirmForm
 from .kinds import WEBAUTHN
+from .lockout import count_failure, locked_out
 from .models import Passkey
 from .passkeys import PasskeyRefused
 from .stepup import confirm_second_factor, recent_second_factor, step_up_required
@@ -97,21 +96,6 @@ def _complete_sign_in(request: HttpRequest, user, pending: dict, kind: str) -> s
     return target
 
 
-def _locked_out(request: HttpRequest, credentials: dict) -> bool:
-    """Whether axes refuses this username from this address; if so the attempt is counted as
-    one during the lockout, and AxesMiddleware answers with the lockout page."""
-    if AxesProxyHandler.is_allowed(request, credentials):
-        return False
-    request.axes_locked_out = True
-    user_login_failed.send(sender=__name__, credentials=credentials, request=request)
-    return True
-
-
-def _failed(request: HttpRequest, credentials: dict) -> None:
-    """A wrong code counts towards the lockout like a wrong password (and is audited so)."""
-    user_login_failed.send(sender=__name__, credentials=credentials, request=request)
-
-
 @never_cache
 @require_http_methods(["GET", "POST"])
 def second_factor(request: HttpRequest) -> HttpResponse:
@@ -119,17 +103,16 @@ def second_factor(request: HttpRequest) -> HttpResponse:
     if user is None:
         messages.info(request, "Sign in with your password first.")
         return redirect("login")
-    credentials = {get_user_model().USERNAME_FIELD: user.get_username()}
     form = CodeForm(request.POST or None)
     if request.method == "POST":
-        if _locked_out(request, credentials):
+        if locked_out(request, user):
             return HttpResponse(status=429)
         if form.is_valid():
             kind = verify_code(user, form.cleaned_data["code"])
             if kind is not None:
                 return redirect(_complete_sign_in(request, user, pending, kind))
             form.add_error("code", WRONG_CODE)
-            _failed(request, credentials)
+            count_failure(request, user)
     return render(
         request,
         "accounts/second_factor.html",
@@ -162,13 +145,12 @@ def second_factor_passkey(request: HttpRequest) -> HttpResponse:
     user, pending = _pending(request)
     if user is None:
         return _json_error("Sign in with your password first.", 403)
-    credentials = {get_user_model().USERNAME_FIELD: user.get_username()}
-    if _locked_out(request, credentials):
+    if locked_out(request, user):
         return _json_error("Too many failed attempts: try again later.", 429)
     try:
         passkeys.verify_authentication(request, user, request.body, "sign_in")
     except PasskeyRefused as refusal:
-        _failed(request, credentials)
+        count_failure(request, user)
         return _json_error(str(refusal))
     return JsonResponse({"redirect": _complete_sign_in(request, user, pending, WEBAUTHN)})
 
@@ -344,9 +326,12 @@ def step_up_passkey_options(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def step_up_passkey(request: HttpRequest) -> HttpResponse:
+    if locked_out(request, request.user):
+        return _json_error("Too many failed attempts: try again later.", 429)
     try:
         passkeys.verify_authentication(request, request.user, request.body, "step_up")
     except PasskeyRefused as refusal:
+        count_failure(request, request.user)
         return _json_error(str(refusal))
     confirm_second_factor(request, WEBAUTHN)
     return JsonResponse({"confirmed": WEBAUTHN})

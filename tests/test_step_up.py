@@ -20,7 +20,15 @@ from responseportal.models import Role
 from .approvals_helpers import submit
 from .factories import MembershipFactory
 from .test_approval_settings import form_data
-from .two_factor_helpers import code, give_totp, signed_in, signed_in_with_totp, wrong_code
+from .two_factor_helpers import (
+    ADDRESS,
+    code,
+    give_totp,
+    sign_in_with_password,
+    signed_in,
+    signed_in_with_totp,
+    wrong_code,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -39,7 +47,7 @@ def carried(response) -> list[tuple[str, str]]:
     return [(name, html.unescape(value)) for name, value in HIDDEN.findall(form)]
 
 
-def confirm(client: Client, asked, value: str):
+def confirm(client: Client, asked, value: str, **extra):
     """Type `value` into the step-up page `asked` and send its form, as a browser would."""
     page = asked.content.decode()
     action = html.unescape(
@@ -50,7 +58,7 @@ def confirm(client: Client, asked, value: str):
         if name != "csrfmiddlewaretoken":
             data.setdefault(name, []).append(field_value)
     data["step_up_code"] = [value]
-    return client.post(action, data)
+    return client.post(action, data, **extra)
 
 
 def is_step_up_page(response) -> bool:
@@ -107,6 +115,81 @@ def test_a_wrong_code_asks_again_and_changes_nothing(admin, pending):
     assert ("comment", "ok") in carried(response)
     pending.refresh_from_db()
     assert pending.status == RequestStatus.PENDING
+
+
+def test_wrong_codes_lock_the_username_out_like_wrong_sign_in_codes(admin, pending):
+    give_totp(admin)
+    client = signed_in(admin)
+    asked = client.post(approve_url(pending), {"comment": "ok"}, REMOTE_ADDR=ADDRESS)
+    answers = [confirm(client, asked, wrong_code(), REMOTE_ADDR=ADDRESS) for _ in range(5)]
+    assert [is_step_up_page(answer) for answer in answers] == [True] * 4 + [False]
+    assert answers[-1].status_code == 429
+
+    right = confirm(client, asked, code(), REMOTE_ADDR=ADDRESS)
+
+    assert right.status_code == 429
+    assert "Too many failed sign-ins" in right.content.decode()
+    pending.refresh_from_db()
+    assert pending.status == RequestStatus.PENDING
+    failed = AuditEvent.objects.filter(verb="auth.sign_in_failed")
+    assert [event.data for event in failed] == [{"username": admin.get_username()}] * 5
+    assert AuditEvent.objects.filter(verb="auth.locked_out").count() == 1
+    # Signing in with the password is locked too.
+    assert sign_in_with_password(Client(), admin).status_code == 429
+
+
+def test_wrong_passwords_and_wrong_step_up_codes_add_up(admin, pending):
+    give_totp(admin)
+    for _ in range(3):
+        Client().post(
+            reverse("login"),
+            {"username": admin.get_username(), "password": "wrong"},
+            REMOTE_ADDR=ADDRESS,
+        )
+    client = signed_in(admin)
+    asked = client.post(approve_url(pending), {"comment": "ok"}, REMOTE_ADDR=ADDRESS)
+
+    assert is_step_up_page(confirm(client, asked, wrong_code(), REMOTE_ADDR=ADDRESS))
+    assert confirm(client, asked, wrong_code(), REMOTE_ADDR=ADDRESS).status_code == 429
+    assert confirm(client, asked, code(), REMOTE_ADDR=ADDRESS).status_code == 429
+    pending.refresh_from_db()
+    assert pending.status == RequestStatus.PENDING
+
+
+def test_a_recent_factor_goes_through_a_lockout_it_does_not_need(admin, pending):
+    # No code is checked, so none is refused: the lockout guards guessing only.
+    give_totp(admin)
+    client = signed_in_with_totp(admin)
+    for _ in range(5):
+        Client().post(
+            reverse("login"),
+            {"username": admin.get_username(), "password": "wrong"},
+            REMOTE_ADDR=ADDRESS,
+        )
+    assert (
+        client.post(approve_url(pending), {"comment": ""}, REMOTE_ADDR=ADDRESS).status_code == 302
+    )
+
+
+def test_a_refused_step_up_passkey_counts_too(admin):
+    from accounts.models import Passkey
+
+    give_totp(admin)
+    Passkey.objects.create(user=admin, name="Key", credential_id="k1", public_key=b"k")
+    client = signed_in(admin)
+    client.post(reverse("step_up_passkey_options"), REMOTE_ADDR=ADDRESS)
+
+    refused = client.post(
+        reverse("step_up_passkey"),
+        b"not json",
+        content_type="application/json",
+        REMOTE_ADDR=ADDRESS,
+    )
+
+    assert refused.status_code == 400
+    assert AuditEvent.objects.get(verb="auth.sign_in_failed").data == {
+        "username": admin.get_username()
+    }
 
 
 def test_a_recovery_code_confirms_too(admin, pending):
