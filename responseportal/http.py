@@ -11,6 +11,11 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
+import requests
+import requests.adapters
+import urllib3
+import urllib3.exceptions
+import urllib3.util.connection
 from django.conf import settings
 from django.http import HttpRequest
 
@@ -171,24 +176,28 @@ def _pinned_https_handler(host: str, addresses: list[str]) -> urllib.request.HTT
     return PinnedHTTPSHandler()
 
 
-def resolved_addresses(url: str) -> list[str]:
-    """The addresses `url`'s host resolves to now, if every one is public.
+def resolved_addresses(url: str, *, checked: bool = True) -> list[str]:
+    """The addresses `url`'s host resolves to now, if every one is public (unless not
+    `checked`: then whatever they are).
 
     Raises OutboundRefused when the URL itself is refused or any address is not public (a
     name may be re-pointed at an inside address after it was saved), and URLError when the
     name does not resolve, which is worth another try.
     """
-    problem = outbound_url_problem(url)
-    if problem:
-        raise OutboundRefused(f"{masked_url(url)} {problem}.")
+    if checked:
+        problem = outbound_url_problem(url)
+        if problem:
+            raise OutboundRefused(f"{masked_url(url)} {problem}.")
     host = _ascii_host(url)
-    port = urlsplit(url).port or 443
+    if host is None:
+        raise OutboundRefused(f"{masked_url(url)} has no host name that can be looked up.")
     try:
+        port = urlsplit(url).port or 443
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as error:
+    except (OSError, UnicodeError, ValueError) as error:
         raise urllib.error.URLError(error) from error
     addresses = list(dict.fromkeys(info[4][0] for info in found))
-    for text in addresses:
+    for text in addresses if checked else ():
         address = ipaddress.ip_address(text)
         if not is_public(address):
             raise OutboundRefused(f"{masked_url(url)} resolves to {address}, {_NOT_PUBLIC}.")
@@ -207,3 +216,61 @@ def open_outbound(call: urllib.request.Request, *, timeout: float):
     host = _ascii_host(call.full_url)
     opener = urllib.request.build_opener(_NoRedirects, _pinned_https_handler(host, addresses))
     return opener.open(call, timeout=timeout)
+
+
+class PinnedAdapter(requests.adapters.HTTPAdapter):
+    """A `requests` transport for calls to servers an organization named (its identity
+    provider): each call's host is resolved once, its addresses checked unless not `checked`
+    (`resolved_addresses`), and the connection made to those addresses, not to whatever a
+    second lookup would answer (DNS rebinding). Certificates are still checked for the host.
+
+    Raises OutboundRefused for a refused address, requests' ConnectionError for a name that
+    does not resolve. Through a proxy, the proxy resolves the name itself, as for webhooks.
+    """
+
+    def __init__(self, *, checked: bool = True):
+        self.checked = checked
+        self._pins: dict[str, list[str]] = {}
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        pins = self._pins
+
+        def pinned_connection(base: type) -> type:
+            class Pinned(base):
+                def _new_conn(self):
+                    host = self.host.lower().strip("[]").removesuffix(".")
+                    error: OSError | None = None
+                    for ip in pins.get(host, ()):
+                        try:
+                            return urllib3.util.connection.create_connection(
+                                (ip, self.port),
+                                self.timeout,
+                                source_address=self.source_address,
+                                socket_options=self.socket_options,
+                            )
+                        except OSError as failure:
+                            error = failure
+                    raise urllib3.exceptions.NewConnectionError(
+                        self, f"Failed to establish a new connection: {error or 'no address'}"
+                    )
+
+            return Pinned
+
+        self.poolmanager.pool_classes_by_scheme = {
+            scheme: type(
+                f"Pinned{pool.__name__}",
+                (pool,),
+                {"ConnectionCls": pinned_connection(pool.ConnectionCls)},
+            )
+            for scheme, pool in self.poolmanager.pool_classes_by_scheme.items()
+        }
+
+    def send(self, request: requests.PreparedRequest, *args, **kwargs) -> requests.Response:
+        try:
+            addresses = resolved_addresses(request.url, checked=self.checked)
+        except urllib.error.URLError as error:
+            raise requests.ConnectionError(error.reason, request=request) from error
+        self._pins[_ascii_host(request.url)] = addresses
+        return super().send(request, *args, **kwargs)

@@ -7,18 +7,18 @@ registration takes effect at once.
 """
 
 import logging
-from urllib.error import URLError
 
 import requests
 from authlib.integrations.base_client import OAuthError
-from authlib.integrations.django_client import OAuth
+from authlib.integrations.django_client import DjangoOAuth2App, OAuth
+from authlib.integrations.requests_client import OAuth2Session
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 from django.http import HttpRequest, HttpResponse
 from joserfc.errors import JoseError
 
-from responseportal.http import OutboundRefused, outbound_url_problem, resolved_addresses
+from responseportal.http import OutboundRefused, PinnedAdapter, outbound_url_problem
 
 from . import secrets
 from .models import IdentityProvider
@@ -40,20 +40,27 @@ def endpoint_problem(url: str) -> str | None:
     return outbound_url_problem(url)
 
 
-def _refuse_inside_addresses(url: str, what: str) -> None:
-    """Refuse a provider URL whose host resolves inside the portal's network, now."""
-    if settings.SSO_ALLOW_PRIVATE_ISSUERS:
-        return
-    try:
-        resolved_addresses(url)
-    except OutboundRefused as refusal:
-        raise SignInRefused(f"The identity provider's {what} is refused: {refusal}") from None
-    except URLError as error:
-        raise _unreachable(error) from error
+class PinnedSession(OAuth2Session):
+    """Authlib's session, whose every call (discovery, token, JWKS) connects to the addresses
+    its host resolved to for that call, checked unless SSO_ALLOW_PRIVATE_ISSUERS."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        adapter = PinnedAdapter(checked=not settings.SSO_ALLOW_PRIVATE_ISSUERS)
+        self.mount("https://", adapter)
+        self.mount("http://", adapter)
+
+
+class _PinnedApp(DjangoOAuth2App):
+    client_cls = PinnedSession
+
+
+class _PinnedOAuth(OAuth):
+    oauth2_client_cls = _PinnedApp
 
 
 def _client(provider: IdentityProvider):
-    return OAuth().register(
+    return _PinnedOAuth().register(
         name=f"org-{provider.organization_id}",
         overwrite=True,
         client_id=provider.client_id,
@@ -73,7 +80,6 @@ def _metadata(client, provider: IdentityProvider) -> dict:
     problem = endpoint_problem(provider.discovery_url)
     if problem:
         raise SignInRefused(f"The identity provider's address {problem}.")
-    _refuse_inside_addresses(provider.discovery_url, "discovery document")
     metadata = client.load_server_metadata()
     if metadata.get("issuer") != provider.issuer:
         raise SignInRefused(
@@ -85,7 +91,6 @@ def _metadata(client, provider: IdentityProvider) -> dict:
         url = metadata.get(name)
         if not isinstance(url, str) or endpoint_problem(url):
             raise SignInRefused(f"The identity provider's {name} is missing or not usable.")
-        _refuse_inside_addresses(url, name)
     return metadata
 
 
@@ -110,6 +115,8 @@ def authorization_redirect(
         return client.authorize_redirect(request, redirect_uri, **extra)
     except secrets.UnreadableSecret as error:
         raise SignInRefused(str(error)) from error
+    except OutboundRefused as refusal:
+        raise SignInRefused(f"The identity provider's address is refused: {refusal}") from None
     except (requests.RequestException, ValueError) as error:
         raise _unreachable(error) from error
 
@@ -192,6 +199,8 @@ def verified_claims(request: HttpRequest, provider: IdentityProvider) -> tuple[C
         ) from error
     except secrets.UnreadableSecret as error:
         raise SignInRefused(str(error)) from error
+    except OutboundRefused as refusal:
+        raise SignInRefused(f"The identity provider's address is refused: {refusal}") from None
     except (requests.RequestException, ValueError) as error:
         raise _unreachable(error) from error
     userinfo = token.get("userinfo")
