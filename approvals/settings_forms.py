@@ -3,7 +3,7 @@
 import csv
 import io
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -170,6 +170,23 @@ def _hours_field(label: str, *, maximum: int, default: int, help_text: str) -> f
     )
 
 
+def _switch_and_actions(
+    switch: str, switch_help: str, *, actions: str, actions_help: str, not_a_choice: str
+) -> tuple[forms.BooleanField, forms.MultipleChoiceField]:
+    """A master switch and the actions it applies to, ticked one by one (their choices are
+    the organization's actions, set by the form)."""
+    return (
+        forms.BooleanField(label=switch, required=False, help_text=switch_help),
+        forms.MultipleChoiceField(
+            label=actions,
+            required=False,
+            widget=forms.CheckboxSelectMultiple(attrs={"class": "form-check-input"}),
+            help_text=actions_help,
+            error_messages={"invalid_choice": f"`%(value)s` is not {not_a_choice}."},
+        ),
+    )
+
+
 def _csv_field(label: str, help_text: str) -> forms.FileField:
     return forms.FileField(
         label=label,
@@ -182,23 +199,14 @@ def _csv_field(label: str, help_text: str) -> forms.FileField:
 class ApprovalSettingsForm(forms.Form):
     """An organization's approval settings; read-only (every field disabled) unless `editable`."""
 
-    auto_approval_enabled = forms.BooleanField(
-        label="Enable automatic approval",
-        required=False,
-        help_text=(
-            "On: the actions ticked below run at once for endpoints in scope. Off: every "
-            "Critical and Recommended action waits for an admin's decision."
-        ),
-    )
-    auto_approved_actions = forms.MultipleChoiceField(
-        label="Actions approved automatically",
-        required=False,
-        widget=forms.CheckboxSelectMultiple(attrs={"class": "form-check-input"}),
-        help_text=(
-            "Used only while automatic approval is on; with it off, your ticks are kept "
-            "for when you turn it on again."
-        ),
-        error_messages={"invalid_choice": "`%(value)s` is not an action of the catalog."},
+    auto_approval_enabled, auto_approved_actions = _switch_and_actions(
+        "Enable automatic approval",
+        "On: the actions ticked below run at once for endpoints in scope. Off: every "
+        "Critical and Recommended action waits for an admin's decision.",
+        actions="Actions approved automatically",
+        actions_help="Used only while automatic approval is on; with it off, your ticks are "
+        "kept for when you turn it on again.",
+        not_a_choice="an action of the catalog",
     )
     scope_mode = forms.ChoiceField(
         label="Endpoint scope",
@@ -303,25 +311,15 @@ class ApprovalSettingsForm(forms.Form):
             "(see the README), for a chat channel or your own automation."
         ),
     )
-    break_glass_enabled = forms.BooleanField(
-        label="Allow break-glass",
-        required=False,
-        help_text=(
-            "On: an operator may run one of the actions ticked below at once, without "
-            "waiting for approval, by ticking Break glass and giving a justification. Every "
-            "admin is told at once, and each such run waits in Needs review until an admin "
-            "accepts or flags it."
-        ),
-    )
-    break_glass_actions = forms.MultipleChoiceField(
-        label="Actions that may break glass",
-        required=False,
-        widget=forms.CheckboxSelectMultiple(attrs={"class": "form-check-input"}),
-        help_text=(
-            "Only for endpoints in scope. Actions that need automatic approval can never "
-            "break glass."
-        ),
-        error_messages={"invalid_choice": "`%(value)s` is not an action that can break glass."},
+    break_glass_enabled, break_glass_actions = _switch_and_actions(
+        "Allow break-glass",
+        "On: an operator may run one of the actions ticked below at once, without waiting "
+        "for approval, by ticking Break glass and giving a justification. Every admin is told "
+        "at once, and each such run waits in Needs review until an admin accepts or flags it.",
+        actions="Actions that may break glass",
+        actions_help="Only for endpoints in scope. Actions that need automatic approval can "
+        "never break glass.",
+        not_a_choice="an action that can break glass",
     )
     version = forms.IntegerField(
         widget=forms.HiddenInput,
@@ -378,14 +376,16 @@ class ApprovalSettingsForm(forms.Form):
             for field in self.fields.values():
                 field.disabled = True
 
-    def clean_auto_approved_actions(self) -> list[str]:
-        # In catalog order, so that the same ticks always compare equal to the stored list.
-        ticked = set(self.cleaned_data["auto_approved_actions"])
+    def _in_catalog_order(self, name: str) -> list[str]:
+        # So that the same ticks always compare equal to the stored list.
+        ticked = set(self.cleaned_data[name])
         return [action.key for action in self.actions if action.key in ticked]
 
+    def clean_auto_approved_actions(self) -> list[str]:
+        return self._in_catalog_order("auto_approved_actions")
+
     def clean_break_glass_actions(self) -> list[str]:
-        ticked = set(self.cleaned_data["break_glass_actions"])
-        return [action.key for action in self.actions if action.key in ticked]
+        return self._in_catalog_order("break_glass_actions")
 
     def clean_scope_selected_csv(self) -> list[str] | None:
         return self._endpoints_from("scope_selected_csv")
@@ -446,34 +446,19 @@ class ApprovalSettingsForm(forms.Form):
                     "Either import a file or remove all endpoints, not both: the file "
                     "replaces the list anyway.",
                 )
-        if "auto_approval_enabled" in cleaned and "auto_approved_actions" in cleaned:
-            problem = settings_problem(
-                ApprovalSettings(
-                    auto_approval_enabled=cleaned["auto_approval_enabled"],
-                    auto_approved_actions=cleaned["auto_approved_actions"],
+        # Fields valid alone but maybe not together: the second is named in the error.
+        for depends_on, name in (
+            ("auto_approval_enabled", "auto_approved_actions"),
+            ("break_glass_enabled", "break_glass_actions"),
+            ("pending_lifetime_hours", "remind_after_minutes"),
+        ):
+            if depends_on in cleaned and name in cleaned:
+                problem = settings_problem(
+                    ApprovalSettings(**{depends_on: cleaned[depends_on], name: cleaned[name]})
                 )
-            )
-            if problem:
-                self.add_error("auto_approved_actions", problem)
-        if "break_glass_enabled" in cleaned and "break_glass_actions" in cleaned:
-            problem = settings_problem(
-                ApprovalSettings(
-                    break_glass_enabled=cleaned["break_glass_enabled"],
-                    break_glass_actions=cleaned["break_glass_actions"],
-                )
-            )
-            if problem:
-                self.add_error("break_glass_actions", problem)
+                if problem:
+                    self.add_error(name, problem)
         cleaned["approvals_needed"] = self._approvals_needed()
-        if "remind_after_minutes" in cleaned and "pending_lifetime_hours" in cleaned:
-            problem = settings_problem(
-                ApprovalSettings(
-                    pending_lifetime_hours=cleaned["pending_lifetime_hours"],
-                    remind_after_minutes=cleaned["remind_after_minutes"],
-                )
-            )
-            if problem:
-                self.add_error("remind_after_minutes", problem)
         selected_known = not {"scope_selected_csv", "clear_scope_selected"} & self.errors.keys()
         if "scope_mode" in cleaned and selected_known:
             selected = self.replaced_lists().get("scope_selected", self.settings.scope_selected)
@@ -506,23 +491,23 @@ class ApprovalSettingsForm(forms.Form):
                 needed[action.key] = count
         return needed
 
-    def approvals_groups(self) -> list[dict]:
-        """The approvals-needed fields, under one heading per category."""
+    def _by_category(self, key: str, item: Callable[[ResponseAction], object]) -> list[dict]:
+        """`item(action)` of every action, under `key`, in one group per heading."""
         return [
             {
                 "category": category,
                 "heading": heading,
-                "fields": [
-                    self[approvals_field_name(action.key)]
-                    for action in self.actions
-                    if action.category == category
-                ],
+                key: [item(action) for action in self.actions if action.category == category],
             }
             for category, heading in (
                 (Category.CRITICAL, "Critical actions"),
                 (Category.RECOMMENDED, "Recommended actions"),
             )
         ]
+
+    def approvals_groups(self) -> list[dict]:
+        """The approvals-needed fields, under one heading per category."""
+        return self._by_category("fields", lambda action: self[approvals_field_name(action.key)])
 
     def replaced_lists(self) -> dict[str, list[str]]:
         """The endpoint lists this submission replaces: by an imported file, or emptied."""
@@ -547,21 +532,9 @@ class ApprovalSettingsForm(forms.Form):
         checkboxes = {
             checkbox.data["value"]: checkbox for checkbox in self["auto_approved_actions"]
         }
-        return [
-            {
-                "category": category,
-                "heading": heading,
-                "choices": [
-                    {"checkbox": checkboxes[action.key], "action": action}
-                    for action in self.actions
-                    if action.category == category
-                ],
-            }
-            for category, heading in (
-                (Category.CRITICAL, "Critical actions"),
-                (Category.RECOMMENDED, "Recommended actions"),
-            )
-        ]
+        return self._by_category(
+            "choices", lambda action: {"checkbox": checkboxes[action.key], "action": action}
+        )
 
     def scope_lists(self) -> list[dict]:
         """The current endpoint lists, each with its import and remove-all fields."""
