@@ -87,9 +87,16 @@ class ApprovalSettings(models.Model):
         return f"Approval settings of {self.organization}"
 
     @classmethod
-    def for_organization(cls, organization: Organization) -> "ApprovalSettings":
-        """The organization's settings; the defaults, unsaved, until an admin first saves them."""
-        found = cls.objects.filter(organization=organization).first()
+    def for_organization(
+        cls, organization: Organization, *, lock: bool = False
+    ) -> "ApprovalSettings":
+        """The organization's settings; the defaults, unsaved, until an admin first saves them.
+
+        With `lock`, the saved row stays locked until the transaction ends (a change of the
+        settings then waits for it); unsaved defaults have no row to lock.
+        """
+        saved = cls.objects.filter(organization=organization)
+        found = (saved.select_for_update() if lock else saved).first()
         if found is None:
             found = cls(
                 organization=organization, auto_approved_actions=default_auto_approved_actions()

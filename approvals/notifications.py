@@ -137,23 +137,34 @@ WEBHOOK_BATCH_DELAY = 2
 WEBHOOK_BATCH_QUEUED = "notifications:webhook-batch-queued"
 
 
-def schedule(kind: str, request_id: int) -> Notification | None:
+def schedule(
+    kind: str,
+    action_request: ActionRequest | int,
+    *,
+    approval_settings: ApprovalSettings | None = None,
+) -> Notification | None:
     """Write the `kind` notification into the outbox, in the current transaction, and hand it
     to the workers once that commits. None if nobody is to be told (no recipient, no webhook).
+
+    A caller that holds the request (with its organization and requester) passes it, and the
+    organization's `approval_settings` if it holds them too; with the request's id alone, both
+    are read here.
     """
     if kind not in KINDS:
         raise ValueError(f"{kind!r} is not a notification: expected one of {', '.join(KINDS)}.")
-    action_request = ActionRequest.objects.select_related("organization", "requester").get(
-        pk=request_id
-    )
-    email_due = bool(recipients(kind, action_request))
-    organization_settings = ApprovalSettings.for_organization(action_request.organization)
-    webhook_due = bool(organization_settings.notify_webhook_url)
+    if not isinstance(action_request, ActionRequest):
+        action_request = ActionRequest.objects.select_related("organization", "requester").get(
+            pk=action_request
+        )
+    if approval_settings is None:
+        approval_settings = ApprovalSettings.for_organization(action_request.organization)
+    email_due = bool(recipients(kind, action_request, approval_settings=approval_settings))
+    webhook_due = bool(approval_settings.notify_webhook_url)
     if not email_due and not webhook_due:
         return None
     now = timezone.now()
     in_digest = email_due and waits_for_digest(
-        kind, action_request, minutes=organization_settings.digest_minutes, now=now
+        kind, action_request, minutes=approval_settings.digest_minutes, now=now
     )
     notification = Notification.objects.create(
         request=action_request,
@@ -166,7 +177,7 @@ def schedule(kind: str, request_id: int) -> Notification | None:
         in_digest=in_digest,
     )
     if not in_digest:
-        transaction.on_commit(partial(enqueue, notification.pk, kind, request_id))
+        transaction.on_commit(partial(enqueue, notification.pk, kind, action_request.pk))
     elif webhook_due:
         transaction.on_commit(queue_webhook_batch)
     return notification
@@ -368,8 +379,11 @@ def request_url(action_request: ActionRequest) -> str:
     return f"{settings.PORTAL_URL}{path}"
 
 
-def admin_addresses(action_request: ActionRequest) -> list[str]:
-    """The organization's active admins with an address, then its extra addresses; no repeats."""
+def admin_addresses(
+    action_request: ActionRequest, *, approval_settings: ApprovalSettings | None = None
+) -> list[str]:
+    """The organization's active admins with an address, then its extra addresses (from its
+    `approval_settings`, read here unless given); no repeats."""
     admins = (
         Membership.objects.filter(
             organization=action_request.organization, role=Role.ADMIN, user__is_active=True
@@ -378,7 +392,9 @@ def admin_addresses(action_request: ActionRequest) -> list[str]:
         .order_by("user__username")
         .values_list("user__email", flat=True)
     )
-    extra = ApprovalSettings.for_organization(action_request.organization).notify_emails
+    if approval_settings is None:
+        approval_settings = ApprovalSettings.for_organization(action_request.organization)
+    extra = approval_settings.notify_emails
     addresses, seen = [], set()
     for address in [*admins, *extra]:
         if address.lower() not in seen:
@@ -387,9 +403,11 @@ def admin_addresses(action_request: ActionRequest) -> list[str]:
     return addresses
 
 
-def recipients(kind: str, action_request: ActionRequest) -> list[str]:
+def recipients(
+    kind: str, action_request: ActionRequest, *, approval_settings: ApprovalSettings | None = None
+) -> list[str]:
     if KINDS[kind].to_admins:
-        return admin_addresses(action_request)
+        return admin_addresses(action_request, approval_settings=approval_settings)
     requester = action_request.requester
     return [requester.email] if requester.is_active and requester.email else []
 

@@ -25,7 +25,7 @@ from responseportal.models import Organization, Role
 from . import break_glass as break_glass_rules
 from . import notifications
 from .decision import decide
-from .execution.steps import queue_after_commit
+from .execution.steps import queue_after_commit, queue_locked
 from .models import (
     ActionRequest,
     Approval,
@@ -82,7 +82,7 @@ def _expire(action_request: ActionRequest) -> None:
         action_request=action_request,
         data={"status": {"before": before, "after": action_request.status}},
     )
-    notifications.schedule(notifications.EXPIRED, action_request.pk)
+    notifications.schedule(notifications.EXPIRED, action_request)
 
 
 def _refusal(action_request: ActionRequest, now) -> str | None:
@@ -119,10 +119,6 @@ def submit_request(
     or in another organization's or action's form, makes that submission's own request.
     """
     key = _submission_key(submission_token, actor, organization, action)
-    if key is not None:
-        existing = ActionRequest.objects.filter(submission_token=key).first()
-        if existing is not None:
-            return existing
     try:
         with transaction.atomic():
             return _create_request(
@@ -139,10 +135,15 @@ def submit_request(
                 undoes=undoes,
                 context=context,
             )
-    except IntegrityError:
-        # The same form submitted twice at the same moment: the unique key chose one.
-        existing = ActionRequest.objects.filter(submission_token=key).first()
-        if key is None or existing is None:
+    except (IntegrityError, SubmissionRefused):
+        # A form submitted again (a double click, or twice at the same moment): the unique
+        # key refused the second request and nothing of it was written; or the rules refuse
+        # the repeat now (the settings changed since the first click). Either way the token
+        # leads to the first request. It is looked up only here, so a submission costs no read.
+        existing = (
+            ActionRequest.objects.filter(submission_token=key).first() if key is not None else None
+        )
+        if existing is None:
             raise
         return existing
 
@@ -171,11 +172,7 @@ def _create_request(
     context,
 ) -> ActionRequest:
     role = role_of(actor, organization, {Role.OPERATOR}, "submit requests")
-    settings = (
-        ApprovalSettings.objects.select_for_update().filter(organization=organization).first()
-    )
-    if settings is None:
-        settings = ApprovalSettings.for_organization(organization)
+    settings = ApprovalSettings.for_organization(organization, lock=True)
     decision = decide(action, settings, endpoints, break_glass=break_glass)
     if decision.refused:
         raise SubmissionRefused(decision.refusal)
@@ -236,14 +233,19 @@ def _create_request(
             data={"justification": justification},
             context=context,
         )
-        notifications.schedule(notifications.BREAK_GLASS, action_request.pk)
+        notifications.schedule(
+            notifications.BREAK_GLASS, action_request, approval_settings=settings
+        )
     if decision.mode == ApprovalMode.AUTO:
         record(organization, "request.auto_approved", action_request=action_request, context=SYSTEM)
-        notifications.schedule(notifications.AUTO_APPROVED, action_request.pk)
+        notifications.schedule(
+            notifications.AUTO_APPROVED, action_request, approval_settings=settings
+        )
     if manual:
-        notifications.schedule(notifications.PENDING, action_request.pk)
+        notifications.schedule(notifications.PENDING, action_request, approval_settings=settings)
     else:
-        queue_after_commit(action_request.pk)
+        # Still inside this transaction, which holds the new row: queued with it, sent on commit.
+        queue_locked(action_request)
     return action_request
 
 
@@ -297,7 +299,7 @@ def _decide(
             )
             approved = status == RequestStatus.APPROVED
             notifications.schedule(
-                notifications.APPROVED if approved else notifications.REJECTED, action_request.pk
+                notifications.APPROVED if approved else notifications.REJECTED, action_request
             )
             if approved:
                 queue_after_commit(action_request.pk)
@@ -554,9 +556,7 @@ def update_approval_settings(
     """
     with transaction.atomic():
         role = role_of(actor, organization, {Role.ADMIN}, "change approval settings")
-        settings = ApprovalSettings.objects.select_for_update().filter(
-            organization=organization
-        ).first() or ApprovalSettings.for_organization(organization)
+        settings = ApprovalSettings.for_organization(organization, lock=True)
         if settings.version != version:
             raise _stale(settings)
         changes = {

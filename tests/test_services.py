@@ -6,6 +6,7 @@ from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
 from approvals import services
+from approvals.execution import steps as execution_steps
 from approvals.models import ActionRequest, ApprovalMode, ApprovalSettings, RequestStatus
 from audit.context import AuditContext
 from audit.models import AuditEvent, Source
@@ -69,12 +70,20 @@ class TestSubmit:
         request = submit(acme, operator)
         assert request.expires_at - request.submitted_at == timedelta(hours=5)
 
-    def test_it_runs_at_once_when_auto_approved(self, acme, operator):
+    def test_it_runs_at_once_when_auto_approved(
+        self, acme, operator, monkeypatch, django_capture_on_commit_callbacks
+    ):
         turn_on_auto_approval(acme)
-        request = submit(acme, operator)
-        assert (request.status, request.approval_mode) == (RequestStatus.APPROVED, "auto")
-        assert request.expires_at is None
-        assert verbs(request) == ["request.submitted", "request.auto_approved"]
+        sent = []
+        monkeypatch.setattr(execution_steps, "send", sent.append)
+        with django_capture_on_commit_callbacks(execute=True):
+            request = submit(acme, operator)
+            assert sent == []  # the workers hear of it only once it is committed
+        stored = ActionRequest.objects.get(pk=request.pk)
+        assert (stored.status, stored.approval_mode) == (RequestStatus.QUEUED, "auto")
+        assert stored.expires_at is None and stored.queued_at is not None
+        assert verbs(request) == ["request.submitted", "request.auto_approved", "execution.queued"]
+        assert sent == [request.pk]
 
     def test_an_endpoint_outside_the_scope_waits(self, acme, operator):
         turn_on_auto_approval(acme, scope_exceptions=["db-01.acme.test"])
@@ -90,8 +99,8 @@ class TestSubmit:
             endpoints=[],
             parameters={"operation": "link", "alert_ids": ["WB-1-20261130-00001"]},
         )
-        assert (request.status, request.approval_mode) == (RequestStatus.APPROVED, "not_required")
-        assert verbs(request) == ["request.submitted"]
+        assert (request.status, request.approval_mode) == (RequestStatus.QUEUED, "not_required")
+        assert verbs(request) == ["request.submitted", "execution.queued"]
 
     def test_an_action_needing_auto_approval_is_refused_and_nothing_is_created(
         self, acme, operator
