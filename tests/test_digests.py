@@ -5,7 +5,6 @@ waits for a decision, reminders and break-glass runs still go out at once. With 
 
 import json
 import re
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,7 +12,6 @@ import time_machine
 from django.core import mail
 from django.core.cache import cache
 from django.core.mail.backends.base import BaseEmailBackend
-from django.db import connection
 from django.urls import reverse
 
 from approvals import digests, notifications
@@ -23,7 +21,7 @@ from approvals.notifications import REQUESTER_DIGEST_AFTER
 from audit.models import AuditEvent
 from responseportal.models import Role
 
-from .approvals_helpers import submit, turn_on_auto_approval
+from .approvals_helpers import at_once, submit, turn_on_auto_approval
 from .conftest import client_for
 from .factories import MembershipFactory, UserFactory
 from .test_approval_settings import form_data
@@ -425,29 +423,11 @@ def test_two_runs_at_once_send_one_digest(requires_postgresql, acme, operator, a
     requests = [submit(acme, operator, endpoints=[f"ws-{n}.acme.test"]) for n in range(12)]
     mail.outbox.clear()
     now = max(r.submitted_at for r in requests) + timedelta(minutes=5)
-    runs = 4
-    start = threading.Barrier(runs)
-    sent: list[int] = []
-    errors: list[BaseException] = []
 
-    def tick() -> None:
-        try:
-            start.wait()
-            sent.append(digests.send_due_digests(now=now))
-        except BaseException as error:  # noqa: BLE001 (reported below)
-            errors.append(error)
-        finally:
-            connection.close()
+    sent = at_once(lambda: digests.send_due_digests(now=now), runs=4)
 
-    threads = [threading.Thread(target=tick) for _ in range(runs)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
-    assert errors == []
     # The admin and the extra address, once; the requester, of the outcomes past the first three.
-    assert len(sent) == runs and sum(sent) == 3
+    assert len(sent) == 4 and sum(sent) == 3
     [outcomes_digest] = [
         m for m in to(REQUESTER) if m.subject.startswith("[Response Portal] Finished")
     ]

@@ -4,7 +4,6 @@ left. With a frozen clock, through the same outbox, e-mail and webhook as the pe
 
 import json
 import re
-import threading
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 from urllib.parse import urlsplit
@@ -12,7 +11,6 @@ from urllib.parse import urlsplit
 import pytest
 from django.core import mail
 from django.core.management import call_command
-from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
@@ -21,7 +19,7 @@ from approvals.models import ActionRequest, ApprovalSettings, Notification, Remi
 from approvals.reminders import send_due_reminders
 from audit.models import AuditEvent
 
-from .approvals_helpers import submit
+from .approvals_helpers import at_once, submit
 from .conftest import client_for
 from .test_approval_settings import form_data
 from .test_notification_webhook import Receiver, receiver, use_webhook  # noqa: F401 (fixture)
@@ -465,28 +463,10 @@ def test_two_runs_at_once_send_each_reminder_once(requires_postgresql, acme, ope
     submitted = max(r.submitted_at for r in requests)
     mail.outbox.clear()
     now = submitted + timedelta(minutes=31)
-    runs = 4
-    start = threading.Barrier(runs)
-    sent: list[int] = []
-    errors: list[BaseException] = []
 
-    def tick() -> None:
-        try:
-            start.wait()
-            sent.append(send_due_reminders(now=now))
-        except BaseException as error:  # noqa: BLE001 (reported below)
-            errors.append(error)
-        finally:
-            connection.close()
+    sent = at_once(lambda: send_due_reminders(now=now), runs=4)
 
-    threads = [threading.Thread(target=tick) for _ in range(runs)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
-    assert errors == []
-    assert len(sent) == runs and sum(sent) == len(requests)
+    assert len(sent) == 4 and sum(sent) == len(requests)
     for action_request in requests:
         assert len(reminder_events(action_request)) == 1
         assert (
