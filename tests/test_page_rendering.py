@@ -3,6 +3,7 @@ HTML stays what the templates rendered: each test renders the rows as the templa
 Django's template engine, and compares with the page."""
 
 import re
+from pathlib import Path
 
 import pytest
 from django.template import engines
@@ -20,17 +21,8 @@ from .conftest import client_for
 
 pytestmark = pytest.mark.django_db
 
-# The audit log's rows as the template wrote them, before they were built in Python.
-AUDIT_ROWS = """{% for line in lines %}{% with event=line.event %}
-  <tr>
-    <td class="text-nowrap">{% include "_time.html" with moment=event.timestamp format="Y-m-d H:i:s" %}</td>
-    <td class="text-break">{{ line.sentence }}
-      <div class="small text-body-secondary"><code>{{ event.verb }}</code>{% if event.action_key %} · <code>{{ event.action_key }}</code>{% endif %}{% if event.actor_username %} · {{ event.actor_username }}{% if event.role %} ({{ event.role }}){% endif %}{% endif %}</div></td>
-    <td>{% if event.request %}<a href="{% url 'request_detail' organization.slug event.request.uuid %}" title="{{ event.request.uuid }}"><code>{{ event.request.uuid|stringformat:"s"|slice:":8" }}</code></a>{% endif %}</td>
-    <td>{{ event.get_source_display }}{% if event.ip_address %}<br><span class="small text-body-secondary text-break">{{ event.ip_address }}</span>{% endif %}</td>
-    <td><a href="{% url 'audit_event' organization.slug event.pk %}" aria-label="Event {{ event.sequence }}: details">#{{ event.sequence }}</a></td>
-  </tr>
-  {% endwith %}{% endfor %}"""
+# The rows as the templates wrote them, before they were built in Python.
+REFERENCES = Path(__file__).parent / "page_rendering"
 
 
 def normalized(html: str) -> str:
@@ -44,7 +36,8 @@ def tbody(html: str) -> str:
     return normalized(found.group(1))
 
 
-def reference(template: str, context: dict) -> str:
+def reference(name: str, context: dict) -> str:
+    template = (REFERENCES / name).read_text()
     return normalized(engines["django"].from_string(template).render(context))
 
 
@@ -64,6 +57,8 @@ def test_the_audit_log_rows_are_what_the_template_rendered(admin, operator, acme
         AuditEvent.objects.filter(organization=acme).select_related("request").order_by("-sequence")
     )
     with timezone.override(zone):
-        expected = reference(AUDIT_ROWS, {"lines": in_words(events), "organization": acme})
+        expected = reference(
+            "audit_log_rows.html", {"lines": in_words(events), "organization": acme}
+        )
     assert tbody(response.content.decode()) == expected
     assert "&lt;b&gt;&amp;&#x27;&quot;" in expected  # the username, escaped
