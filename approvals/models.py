@@ -235,6 +235,10 @@ class ActionRequest(models.Model):
     # The last sign of life of the worker running it (or, while a retry waits, when the retry
     # is due): `dispatch_stranded` sends again a request in progress whose heartbeat stopped.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The Celery task that runs it while it is in progress (blank: any delivery may resume it).
+    # A task of another id finds nothing to do: the request belongs to a batch another task
+    # took, or was sent again after its worker went silent.
+    execution_task = models.CharField(max_length=64, blank=True, default="")
     # A remote shell session: active until then, unless ended early.
     active_until = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)

@@ -337,6 +337,14 @@ if not 0 < 3 * EXECUTION_HEARTBEAT_INTERVAL <= EXECUTION_HEARTBEAT_TIMEOUT:
         "positive interval and a timeout of at least three intervals (e.g. 10 and 60), so "
         "that one late heartbeat never makes a running request look abandoned."
     )
+# A worker that starts a queued request takes up to this many queued requests at once (it
+# included), runs their jobs and finishes them together: fewer transactions in an outbreak.
+# 1 runs every request on its own.
+EXECUTION_BATCH_SIZE = env_int("EXECUTION_BATCH_SIZE", 20)
+if EXECUTION_BATCH_SIZE < 1:
+    raise ImproperlyConfigured(
+        f"EXECUTION_BATCH_SIZE={EXECUTION_BATCH_SIZE}: expected 1 or more requests."
+    )
 
 # Executors run approved requests: "simulated" (demos and tests) or "webhook".
 RESPONSE_EXECUTOR = env_str("RESPONSE_EXECUTOR", "simulated")

@@ -43,6 +43,7 @@ from approvals.models import (
     RequestStatus,
     TargetStatus,
 )
+from audit.chain import chain_of, verify_chain
 from responseportal.celery import app
 
 from .approvals_helpers import submit
@@ -366,6 +367,55 @@ def test_a_worker_killed_mid_execution_resumes_once_its_heartbeat_stops(
     assert redispatched.data["silent_seconds"] >= 2
     resumed = request.events.get(verb="execution.resumed")
     assert resumed.data["targets_left"] == 4 - len(done_before)
+
+
+def test_a_worker_killed_in_the_middle_of_a_batch_loses_nothing_and_repeats_no_effect(
+    workers, acme, operator, admin, record_property
+):
+    # Queued while no worker runs: the first worker to start takes them all in one batch.
+    requests = [approve(acme, operator, admin, [f"ws-{n}", f"db-{n}"]) for n in range(5)]
+    assert {status_of(request) for request in requests} == {RequestStatus.QUEUED}
+    first = workers("doomed", delay=0.4, EXECUTION_BATCH_SIZE="10", **HEARTBEAT)
+    calls = ExecutorCall.objects.filter(outcome="succeeded")
+    wait_for(lambda: calls.count() >= 3, 30, "three targets' effects", first)
+
+    first.kill()
+    killed_at = timezone.now()
+
+    for request in requests:
+        request.refresh_from_db()
+    assert {request.status for request in requests} == {RequestStatus.IN_PROGRESS}
+    # One task took them all: the batch.
+    assert len({request.execution_task for request in requests}) == 1
+    done_before = calls.count()
+    assert 3 <= done_before < 10
+
+    second = workers("successor", delay=0.05, **HEARTBEAT)
+    second.wait_until_ready()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(
+        status_of(request) != RequestStatus.SUCCESSFUL for request in requests
+    ):
+        execution.redispatch_stranded(silent=SILENT)  # beat's dispatch_stranded
+        time.sleep(BEAT_PERIOD)
+    statuses = [status_of(request) for request in requests]
+    assert statuses == [RequestStatus.SUCCESSFUL] * 5, second.output()[-4000:]
+    finished_after = max(r.finished_at - killed_at for r in requests).total_seconds()
+    record_property("batch_finished_seconds_after_kill", round(finished_after, 2))
+
+    for request in requests:
+        assert effects(request) == {
+            value: 1 for value in request.targets.values_list("value", flat=True)
+        }
+        verbs = list(request.events.order_by("id").values_list("verb", flat=True))
+        assert verbs.count("execution.started") == 1
+        assert verbs.count("execution.succeeded") == 1
+        assert verbs[-3:] == ["execution.redispatched", "execution.resumed", "execution.succeeded"]
+        assert request.execution_attempts == 2
+    # The effects the killed worker had are not repeated: the successor found them.
+    assert ExecutorCall.objects.filter(outcome="duplicate").count() == done_before
+    assert verify_chain(chain_of(acme)).first_break is None
+    assert "Traceback" not in second.output()
 
 
 def test_an_approval_while_redis_is_down_runs_once_redis_is_back(

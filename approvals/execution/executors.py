@@ -10,7 +10,8 @@
 
 An executor gets a `Job` and yields one `TargetResult` per target, as each finishes. A
 `TransientExecutorError` means "try again later" (the task retries it with backoff); any
-other outcome is final.
+other outcome is final. An executor may also take several requests' jobs at once
+(`execute_many`, for a worker's batch); one without it is given them one by one.
 """
 
 import http.client
@@ -89,6 +90,63 @@ class SimulatedExecutor:
             # the result never runs inside this executor's lock.
             yield self._run_once(job, target)
 
+    def execute_many(self, jobs: list[Job]) -> Iterator[TargetResult]:
+        """Several requests' jobs. With a delay, time passes between the effects, as with a
+        real executor: each is recorded as it happens. Without one, all in one transaction."""
+        if self.delay:
+            for job in jobs:
+                yield from self.execute(job)
+            return
+        yield from self._run_all_once(jobs)
+
+    def _run_all_once(self, jobs: list[Job]) -> list[TargetResult]:
+        by_target = {target.id: (job, target) for job in jobs for target in job.targets}
+        with transaction.atomic():
+            # As `_run_once`, for every target at once (in the order of their ids).
+            list(
+                RequestTarget.objects.select_for_update()
+                .filter(pk__in=by_target)
+                .order_by("pk")
+                .values_list("pk", flat=True)
+            )
+            done: dict[tuple, ExecutorCall] = {}
+            for call in ExecutorCall.objects.filter(
+                idempotency_key__in={job.idempotency_key for job in jobs},
+                target_id__in=by_target,
+                outcome__in=["succeeded", "failed"],
+            ).order_by("id"):
+                done.setdefault((call.idempotency_key, call.target_id), call)
+            calls, results = [], []
+            for job, target in by_target.values():
+                call = self._call(job, target, done.get((job.idempotency_key, target.id)))
+                calls.append(call)
+                first = done.get((job.idempotency_key, target.id)) or call
+                results.append(TargetResult(target.id, first.outcome == "succeeded", first.detail))
+            ExecutorCall.objects.bulk_create(calls)
+        return results
+
+    def _call(self, job: Job, target: JobTarget, done: ExecutorCall | None) -> ExecutorCall:
+        """The record of a call on `target`: a duplicate of `done`, or the (instant) effect."""
+        if done is not None:
+            outcome = "duplicate"
+            detail = f"Already {done.outcome} at {done.called_at.isoformat()}: not run again."
+        else:
+            succeeded = not target.value.lower().startswith(FAILING_PREFIX)
+            outcome = "succeeded" if succeeded else "failed"
+            detail = (
+                f"Simulated {job.action} on {target.value}."
+                if succeeded
+                else f"Simulated failure: {target.value} did not answer."
+            )
+        return ExecutorCall(
+            request_id=job.request_id,
+            target_id=target.id,
+            executor=self.name,
+            idempotency_key=job.idempotency_key,
+            outcome=outcome,
+            detail=detail,
+        )
+
     def _run_once(self, job: Job, target: JobTarget) -> TargetResult:
         with transaction.atomic():
             # Two deliveries of one request at once: the second waits here, then finds the
@@ -103,35 +161,12 @@ class SimulatedExecutor:
                 .order_by("id")
                 .first()
             )
-            if done is not None:
-                ExecutorCall.objects.create(
-                    request_id=job.request_id,
-                    target_id=target.id,
-                    executor=self.name,
-                    idempotency_key=job.idempotency_key,
-                    outcome="duplicate",
-                    detail=(
-                        f"Already {done.outcome} at {done.called_at.isoformat()}: not run again."
-                    ),
-                )
-                return TargetResult(target.id, done.outcome == "succeeded", done.detail)
-            if self.delay:
+            if done is None and self.delay:
                 time.sleep(self.delay)
-            succeeded = not target.value.lower().startswith(FAILING_PREFIX)
-            detail = (
-                f"Simulated {job.action} on {target.value}."
-                if succeeded
-                else f"Simulated failure: {target.value} did not answer."
-            )
-            ExecutorCall.objects.create(
-                request_id=job.request_id,
-                target_id=target.id,
-                executor=self.name,
-                idempotency_key=job.idempotency_key,
-                outcome="succeeded" if succeeded else "failed",
-                detail=detail,
-            )
-            return TargetResult(target.id, succeeded, detail)
+            call = self._call(job, target, done)
+            call.save()
+            first = done or call
+            return TargetResult(target.id, first.outcome == "succeeded", first.detail)
 
 
 class WebhookExecutor:

@@ -8,16 +8,20 @@ late delivery is harmless.
 """
 
 import logging
+from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from actions.catalog import START_REMOTE_SHELL
-from audit.chain import record
+from audit.chain import append, json_data, record
 from audit.context import SYSTEM, AuditContext
+from audit.models import AuditEvent
 from responseportal.models import Role
 
 from .. import notifications
@@ -30,7 +34,7 @@ from ..models import (
     TargetStatus,
 )
 from ..transitions import TransitionRefused, lock_request, role_of, when, who
-from .executors import Job, JobTarget
+from .executors import Job, JobTarget, TargetResult
 
 logger = logging.getLogger(__name__)
 
@@ -43,15 +47,19 @@ FINISHED_VERBS = {
 NO_RESULT = "The executor gave no result for this target."
 
 
-def send(request_id: int) -> bool:
-    """Hand the request to the workers; False (logged) if the broker cannot take it now.
+def send(request_id: int, *, countdown: float | None = None) -> bool:
+    """Hand the request to the workers (after `countdown` seconds); False (logged) if the
+    broker cannot take it now.
 
-    A request that could not be sent stays queued, and `redispatch_stranded` sends it again.
+    A request that could not be sent stays as it is, and `redispatch_stranded` sends it again.
     """
     from . import tasks  # a lazy import: the tasks module imports this one
 
     try:
-        tasks.execute_request.delay(request_id)
+        if countdown is None:
+            tasks.execute_request.delay(request_id)
+        else:
+            tasks.execute_request.apply_async((request_id,), countdown=countdown)
     except Exception:
         logger.exception(
             "Request %s could not be sent to the workers; it stays queued and the periodic "
@@ -97,58 +105,147 @@ def queue_after_commit(request_id: int) -> None:
     transaction.on_commit(partial(queue_request, request_id))
 
 
-def start_execution(request_id: int) -> Job | None:
+def _event(action_request: ActionRequest, verb: str, data: dict) -> AuditEvent:
+    """An unsaved event by the system about `action_request`, for `append` (as `record` makes)."""
+    return AuditEvent(
+        organization=action_request.organization,
+        timestamp=timezone.now(),
+        actor=None,
+        actor_username="",
+        role="",
+        verb=verb,
+        request=action_request,
+        action_key=action_request.action.key,
+        data=json_data(data),
+        source=SYSTEM.source,
+        ip_address=None,
+        user_agent="",
+    )
+
+
+def _append_all(events: list[AuditEvent]) -> None:
+    """Append the events, each organization's together, in the order of the organizations' ids
+    (so two such transactions cannot deadlock on the chains' heads)."""
+    chains: dict[int, list[AuditEvent]] = defaultdict(list)
+    for event in events:
+        chains[event.organization.pk].append(event)
+    for pk in sorted(chains):
+        append(chains[pk][0].organization, chains[pk])
+
+
+def _may_run(request_id: int, runner: str | None) -> bool:
+    """Without a lock: whether a delivery as task `runner` could find work on the request.
+
+    A request in progress is its `execution_task`'s (any delivery's when blank); `runner`
+    None is a call outside Celery, which may resume any.
+    """
+    found = ActionRequest.objects.filter(pk=request_id).values_list("status", "execution_task")
+    for status, task in found:
+        if status == RequestStatus.QUEUED:
+            return True
+        return status == RequestStatus.IN_PROGRESS and (runner is None or task in {"", runner})
+    return False
+
+
+def start_execution(request_id: int, *, runner: str | None = None) -> Job | None:
     """Queued → in progress (or resume one in progress); the job for its unfinished targets.
 
-    None when there is nothing to do: the request is finished, or not yet queued.
+    None when there is nothing to do: the request is finished, not yet queued, or in progress
+    under another task than `runner` (see `start_executions`).
     """
+    jobs = start_executions(request_id, runner=runner)
+    return jobs[0] if jobs else None
+
+
+def start_executions(
+    request_id: int, *, runner: str | None = None, batch_size: int = 1
+) -> list[Job]:
+    """Start the request, and with it up to `batch_size` - 1 other queued requests, in one
+    transaction: each moves to in progress under task `runner` with its "execution.started"
+    event; their jobs, the request's first. [] when there is nothing to do.
+
+    A request already in progress is resumed alone ("execution.resumed"), and only by its own
+    task (`execution_task`, or any when blank; `runner` None resumes any). The others are
+    claimed with SKIP LOCKED: a request another worker is starting now is left to it. Their
+    own tasks, delivered later, find them in progress under another task and do nothing.
+    """
+    if runner is not None and not _may_run(request_id, runner):
+        return []
     with transaction.atomic():
-        action_request = lock_request(request_id)
-        if action_request.status not in {RequestStatus.QUEUED, RequestStatus.IN_PROGRESS}:
-            return None
-        now = timezone.now()
-        before = action_request.status
-        action_request.execution_attempts += 1
-        if before == RequestStatus.QUEUED:
-            action_request.status = RequestStatus.IN_PROGRESS
-            action_request.started_at = now
-        action_request.heartbeat_at = now
-        action_request.save(
-            update_fields=["status", "started_at", "execution_attempts", "heartbeat_at"]
+        first = lock_request(request_id)
+        before = first.status
+        resumes = before == RequestStatus.IN_PROGRESS and (
+            runner is None or first.execution_task in {"", runner}
         )
-        action_request.targets.filter(status=TargetStatus.WAITING).update(
+        if before != RequestStatus.QUEUED and not resumes:
+            return []
+        claimed = [first]
+        if before == RequestStatus.QUEUED and batch_size > 1:
+            claimed += (
+                ActionRequest.objects.select_for_update(of=("self",), skip_locked=True)
+                .select_related("organization", "action")
+                .filter(status=RequestStatus.QUEUED)
+                .exclude(pk=first.pk)
+                .order_by("pk")[: batch_size - 1]
+            )
+        now = timezone.now()
+        ids = [action_request.pk for action_request in claimed]
+        changes = {"heartbeat_at": now, "execution_task": runner or ""}
+        if before == RequestStatus.QUEUED:
+            changes.update(status=RequestStatus.IN_PROGRESS, started_at=now)
+        ActionRequest.objects.filter(pk__in=ids).update(
+            execution_attempts=F("execution_attempts") + 1, **changes
+        )
+        RequestTarget.objects.filter(request_id__in=ids, status=TargetStatus.WAITING).update(
             status=TargetStatus.IN_PROGRESS
         )
-        targets = [
-            JobTarget(id=t.pk, position=t.position, kind=t.kind, value=t.value)
-            for t in action_request.targets.filter(status__in=UNFINISHED_TARGETS).order_by(
-                "position"
+        targets: dict[int, list[JobTarget]] = defaultdict(list)
+        unfinished = RequestTarget.objects.filter(
+            request_id__in=ids, status__in=UNFINISHED_TARGETS
+        ).order_by("request_id", "position")
+        for pk, request, position, kind, value in unfinished.values_list(
+            "pk", "request_id", "position", "kind", "value"
+        ):
+            targets[request].append(JobTarget(id=pk, position=position, kind=kind, value=value))
+        events, jobs = [], []
+        for action_request in claimed:
+            action_request.execution_attempts += 1
+            for field, value in changes.items():
+                setattr(action_request, field, value)
+            if before == RequestStatus.QUEUED:
+                verb = "execution.started"
+                data = {"status": {"before": before, "after": action_request.status}}
+            else:
+                # A retry, or a delivery again after a worker was lost: finish what is left.
+                verb = "execution.resumed"
+                data = {
+                    "status": action_request.status,
+                    "targets_left": len(targets[action_request.pk]),
+                }
+            data["attempt"] = action_request.execution_attempts
+            data["executor"] = settings.RESPONSE_EXECUTOR
+            events.append(_event(action_request, verb, data))
+            jobs.append(
+                Job(
+                    request_id=action_request.pk,
+                    idempotency_key=action_request.uuid,
+                    action=action_request.action.key,
+                    parameters=action_request.parameters,
+                    targets=targets[action_request.pk],
+                    organization=action_request.organization.slug,
+                )
             )
-        ]
-        if before == RequestStatus.QUEUED:
-            verb = "execution.started"
-            data = {"status": {"before": before, "after": action_request.status}}
-        else:
-            # A retry, or a delivery again after a worker was lost: finish what is left.
-            verb = "execution.resumed"
-            data = {"status": action_request.status, "targets_left": len(targets)}
-        data["attempt"] = action_request.execution_attempts
-        data["executor"] = settings.RESPONSE_EXECUTOR
-        record(action_request.organization, verb, action_request=action_request, data=data)
-        return Job(
-            request_id=action_request.pk,
-            idempotency_key=action_request.uuid,
-            action=action_request.action.key,
-            parameters=action_request.parameters,
-            targets=targets,
-            organization=action_request.organization.slug,
-        )
+        _append_all(events)
+        return jobs
 
 
-def finish_target(target_id: int, *, succeeded: bool, message: str = "") -> bool:
+def finish_target(
+    target_id: int, *, succeeded: bool, message: str = "", heartbeat: bool = True
+) -> bool:
     """Record one target's result; False if it already had one (a duplicate delivery).
 
-    A result is also a heartbeat of its request.
+    A result is also a heartbeat of its request, unless `heartbeat` is False (a worker whose
+    heartbeat thread marks the request alive anyway).
     """
     with transaction.atomic():
         target = RequestTarget.objects.select_for_update().get(pk=target_id)
@@ -158,9 +255,10 @@ def finish_target(target_id: int, *, succeeded: bool, message: str = "") -> bool
         target.message = message
         target.finished_at = timezone.now()
         target.save(update_fields=["status", "message", "finished_at"])
-    # After the target's transaction: the request's row is locked only after its targets'
-    # (as `finish_execution` does), never the other way round.
-    beat(target.request_id)
+    if heartbeat:
+        # After the target's transaction: never hold a target's lock while waiting for the
+        # request's (`finish_executions` locks the request, then its targets).
+        beat(target.request_id)
     return True
 
 
@@ -170,6 +268,14 @@ def beat(request_id: int, *, at: datetime | None = None) -> bool:
     alive = at or timezone.now()
     running = ActionRequest.objects.filter(pk=request_id, status=RequestStatus.IN_PROGRESS)
     return running.update(heartbeat_at=alive) == 1
+
+
+def beat_all(request_ids: Iterable[int]) -> int:
+    """Mark the requests of a batch alive, those still in progress; how many. One statement."""
+    running = ActionRequest.objects.filter(
+        pk__in=list(request_ids), status=RequestStatus.IN_PROGRESS
+    )
+    return running.update(heartbeat_at=timezone.now())
 
 
 def outcome(statuses: list[str]) -> RequestStatus:
@@ -192,42 +298,124 @@ def finish_execution(
     Targets still without a result get `unfinished` and `message` (the executor gave up on
     them, or never answered for them). A request already finished is left as it is.
     """
+    finished = finish_executions([request_id], unfinished=unfinished, message=message)
+    if finished:
+        return finished[0]
+    return ActionRequest.objects.select_related("organization", "action").get(pk=request_id)
+
+
+def finish_executions(
+    request_ids: Iterable[int],
+    results: Iterable[TargetResult] = (),
+    *,
+    unfinished: TargetStatus = TargetStatus.FAILED,
+    message: str = NO_RESULT,
+) -> list[ActionRequest]:
+    """Finish the requests still in progress among `request_ids`, in one transaction.
+
+    Each target without a result yet takes its result from `results` (the executor's, kept
+    for the end of a batch), or else `unfinished` and `message`. Each request gets the
+    outcome of its targets, its event and its "finished" notification. The requests finished,
+    in the order of their ids; a request already finished is left as it is.
+    """
+    results = {result.target_id: result for result in results}
     with transaction.atomic():
-        action_request = lock_request(request_id)
-        if action_request.status != RequestStatus.IN_PROGRESS:
-            return action_request
+        requests = list(
+            ActionRequest.objects.select_for_update(of=("self",))
+            .select_related("organization", "action", "requester")
+            .filter(pk__in=list(request_ids), status=RequestStatus.IN_PROGRESS)
+            .order_by("pk")
+        )
+        if not requests:
+            return []
         now = timezone.now()
-        action_request.targets.filter(status__in=UNFINISHED_TARGETS).update(
-            status=unfinished, message=message, finished_at=now
-        )
-        results = list(
-            action_request.targets.order_by("position").values("value", "status", "message")
-        )
-        action_request.status = outcome([result["status"] for result in results])
-        action_request.finished_at = now
-        if action_request.is_remote_shell and action_request.status == RequestStatus.SUCCESSFUL:
-            validity = ApprovalSettings.for_organization(action_request.organization)
-            action_request.active_until = now + timedelta(
-                hours=validity.remote_shell_validity_hours
+        targets: dict[int, list[RequestTarget]] = defaultdict(list)
+        changed = []
+        for target in (
+            RequestTarget.objects.select_for_update()
+            .filter(request__in=requests)
+            .order_by("request_id", "position")
+        ):
+            targets[target.request_id].append(target)
+            if target.status not in UNFINISHED_TARGETS:
+                continue
+            result = results.get(target.pk)
+            if result is None:
+                target.status, target.message = unfinished, message
+            else:
+                target.status = TargetStatus.SUCCESSFUL if result.succeeded else TargetStatus.FAILED
+                target.message = result.message
+            target.finished_at = now
+            changed.append(target)
+        if changed:
+            RequestTarget.objects.bulk_update(changed, ["status", "message", "finished_at"])
+        approval_settings: dict[int, ApprovalSettings] = {}
+        events = []
+        for action_request in requests:
+            organization = action_request.organization
+            if organization.pk not in approval_settings:
+                approval_settings[organization.pk] = ApprovalSettings.for_organization(organization)
+            shown = [
+                {"value": t.value, "status": t.status, "message": t.message}
+                for t in targets[action_request.pk]
+            ]
+            action_request.status = outcome([t["status"] for t in shown])
+            action_request.finished_at = now
+            if action_request.is_remote_shell and action_request.status == RequestStatus.SUCCESSFUL:
+                validity = approval_settings[organization.pk].remote_shell_validity_hours
+                action_request.active_until = now + timedelta(hours=validity)
+            events.append(
+                _event(
+                    action_request,
+                    FINISHED_VERBS[action_request.status],
+                    {
+                        "status": {
+                            "before": RequestStatus.IN_PROGRESS,
+                            "after": action_request.status,
+                        },
+                        "attempts": action_request.execution_attempts,
+                        "targets": shown,
+                        **(
+                            {"active_until": action_request.active_until}
+                            if action_request.active_until
+                            else {}
+                        ),
+                    },
+                )
             )
-        action_request.save(update_fields=["status", "finished_at", "active_until"])
-        record(
-            action_request.organization,
-            FINISHED_VERBS[action_request.status],
-            action_request=action_request,
-            data={
-                "status": {"before": RequestStatus.IN_PROGRESS, "after": action_request.status},
-                "attempts": action_request.execution_attempts,
-                "targets": results,
-                **(
-                    {"active_until": action_request.active_until}
-                    if action_request.active_until
-                    else {}
-                ),
-            },
-        )
-        notifications.schedule(notifications.FINISHED, action_request.pk)
-        return action_request
+        ActionRequest.objects.bulk_update(requests, ["status", "finished_at", "active_until"])
+        _append_all(events)
+        for action_request in requests:
+            notifications.schedule(
+                notifications.FINISHED,
+                action_request,
+                approval_settings=approval_settings[action_request.organization.pk],
+            )
+        return requests
+
+
+def retry_alone(request_ids: Iterable[int], results: Iterable[TargetResult], wait: timedelta):
+    """Requests of a batch whose executor asked to try again later: record the results they
+    have, and send each to the workers again on its own after `wait`, for the first delivery
+    to resume. Until then their heartbeat says they are alive (the retry is due then)."""
+    for request_id in request_ids:
+        with transaction.atomic():
+            action_request = lock_request(request_id)
+            if action_request.status != RequestStatus.IN_PROGRESS:
+                continue
+            for result in results:
+                target = RequestTarget.objects.filter(
+                    pk=result.target_id, request=action_request, status__in=UNFINISHED_TARGETS
+                )
+                target.update(
+                    status=TargetStatus.SUCCESSFUL if result.succeeded else TargetStatus.FAILED,
+                    message=result.message,
+                    finished_at=timezone.now(),
+                )
+            action_request.execution_task = ""
+            action_request.heartbeat_at = timezone.now() + wait
+            action_request.save(update_fields=["execution_task", "heartbeat_at"])
+            transaction.on_commit(partial(send, action_request.pk, countdown=wait.total_seconds()))
 
 
 def _why_not_active(action_request: ActionRequest) -> str | None:
@@ -395,16 +583,19 @@ def redispatch_request(
         if action_request.status == RequestStatus.APPROVED:
             data["status"] = {"before": RequestStatus.APPROVED, "after": RequestStatus.QUEUED}
             action_request.status = RequestStatus.QUEUED
+        # Whichever delivery comes first resumes it, and makes it its own.
+        action_request.execution_task = ""
         if action_request.status == RequestStatus.QUEUED:
             # The next re-send, if this one is lost too, waits as long again.
             action_request.queued_at = now
-            action_request.save(update_fields=["status", "queued_at"])
-        elif action_request.heartbeat_at is not None:
-            data["last_heartbeat"] = action_request.heartbeat_at
-            data["silent_seconds"] = int((now - action_request.heartbeat_at).total_seconds())
-            # Likewise: the re-sent run gets the whole silence allowance to start beating.
-            action_request.heartbeat_at = now
-            action_request.save(update_fields=["heartbeat_at"])
+            action_request.save(update_fields=["status", "queued_at", "execution_task"])
+        else:
+            if action_request.heartbeat_at is not None:
+                data["last_heartbeat"] = action_request.heartbeat_at
+                data["silent_seconds"] = int((now - action_request.heartbeat_at).total_seconds())
+                # Likewise: the re-sent run gets the whole silence allowance to start beating.
+                action_request.heartbeat_at = now
+            action_request.save(update_fields=["heartbeat_at", "execution_task"])
         record(
             action_request.organization,
             "execution.redispatched",

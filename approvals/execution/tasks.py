@@ -7,6 +7,11 @@ and the beat schedule carry names, so messages in flight during an upgrade still
 progress continues with its unfinished targets only, and the executor gets the request's UUID
 as idempotency key, so each target's effect happens once. Late acknowledgement (settings)
 puts the message back on the queue when a worker dies in the middle.
+
+In a worker, the task that starts a queued request takes other queued requests with it
+(`EXECUTION_BATCH_SIZE`) and runs them as one batch (`run_batch`); the tasks of those requests,
+delivered later, find them another task's and do nothing. Should the worker die, each request
+of the batch falls silent and `dispatch_stranded` sends it again, alone.
 """
 
 import contextlib
@@ -22,7 +27,13 @@ from django.utils import timezone
 from .. import break_glass, digests, notifications, reminders, services
 from ..models import TargetStatus
 from . import steps as execution
-from .executors import ExecutorNotConfigured, TransientExecutorError, get_executor
+from .executors import (
+    ExecutorNotConfigured,
+    Job,
+    TargetResult,
+    TransientExecutorError,
+    get_executor,
+)
 from .heartbeat import Heartbeat
 
 logger = logging.getLogger(__name__)
@@ -42,15 +53,29 @@ MAX_RETRIES = 5
     name="approvals.tasks.execute_request",
 )
 def execute_request(self, request_id: int) -> str:
-    job = execution.start_execution(request_id)
-    if job is None:
+    # Outside a worker (in-process, or `run` called directly), the request alone: claiming
+    # others would make the web request that started it wait for them.
+    alone = self.request.is_eager or self.request.id is None
+    jobs = execution.start_executions(
+        request_id,
+        runner=self.request.id,
+        batch_size=1 if alone else settings.EXECUTION_BATCH_SIZE,
+    )
+    if not jobs:
         return "nothing to do"
+    if len(jobs) > 1:
+        return run_batch(jobs)
     try:
         with heartbeat(self, request_id):
             executor = get_executor()
-            for result in executor.execute(job):
+            for result in executor.execute(jobs[0]):
                 execution.finish_target(
-                    result.target_id, succeeded=result.succeeded, message=result.message
+                    result.target_id,
+                    succeeded=result.succeeded,
+                    message=result.message,
+                    # The heartbeat's thread marks the request alive meanwhile; in-process,
+                    # each result does.
+                    heartbeat=bool(self.request.is_eager),
                 )
     except TransientExecutorError as error:
         if self.request.retries < MAX_RETRIES:
@@ -69,10 +94,60 @@ def execute_request(self, request_id: int) -> str:
         execution.finish_execution(
             request_id,
             unfinished=TargetStatus.TERMINATED,
-            message="Stopped: the execution took longer than its time limit.",
+            message=STOPPED,
         )
         return "terminated"
     return execution.finish_execution(request_id).status
+
+
+STOPPED = "Stopped: the execution took longer than its time limit."
+# The wait before a request of a batch whose executor said "not now" is tried again alone.
+BATCH_RETRY_AFTER = timedelta(seconds=5)
+
+
+def run_batch(jobs: list[Job]) -> str:
+    """Run the jobs of requests started together and finish them together.
+
+    An executor with `execute_many` takes every job at once; another runs them one by one.
+    The results are kept until the end, when one transaction records them all and finishes
+    the requests; a worker lost meanwhile leaves the requests in progress, silent, and each is
+    then sent again alone (`dispatch_stranded`), the executor's idempotency key keeping each
+    target's effect to one. A request whose executor says "not now" is tried again alone.
+    """
+    ids = [job.request_id for job in jobs]
+    results: list[TargetResult] = []
+    later: dict[int, list[TargetResult]] = {}
+    try:
+        with Heartbeat(
+            lambda: execution.beat_all(ids), interval=settings.EXECUTION_HEARTBEAT_INTERVAL
+        ):
+            executor = get_executor()
+            if hasattr(executor, "execute_many"):
+                results.extend(executor.execute_many(jobs))
+            else:
+                for job in jobs:
+                    got: list[TargetResult] = []
+                    try:
+                        for result in executor.execute(job):
+                            got.append(result)
+                    except TransientExecutorError:
+                        later[job.request_id] = got
+                    else:
+                        results.extend(got)
+    except ExecutorNotConfigured as error:
+        execution.finish_executions(ids, message=f"The executor is not configured: {error}")
+        return "not configured"
+    except SoftTimeLimitExceeded:
+        execution.finish_executions(
+            ids, results, unfinished=TargetStatus.TERMINATED, message=STOPPED
+        )
+        return "terminated"
+    finished = execution.finish_executions([pk for pk in ids if pk not in later], results)
+    if later:
+        execution.retry_alone(
+            later, [result for got in later.values() for result in got], BATCH_RETRY_AFTER
+        )
+    return f"{len(finished)} finished, {len(later)} to retry, of a batch of {len(jobs)}"
 
 
 def heartbeat(task, request_id: int):
