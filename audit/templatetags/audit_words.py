@@ -95,3 +95,48 @@ def log_rows(lines: list[Line], slug: str) -> SafeString:
             )
         )
     return mark_safe("".join(rows))  # noqa: S308 (every value above is escaped)
+
+
+# One event of a request's timeline, as `_time.html` (to the second, with the zone) and the
+# template's loop wrote it.
+TIMELINE_ITEM = (
+    '<li class="list-group-item">\n'
+    '    <time datetime="{iso}">{moment}</time> ·\n'
+    "    <strong>{sentence}</strong>\n"
+    "    {reason}\n"
+    '    <div class="small text-body-secondary"><code>{verb}</code>{detail} · via {source}'
+    "{address}</div>\n"
+    "  </li>\n"
+)
+
+
+@register.simple_tag
+def timeline_items(lines: list[Line]) -> SafeString:
+    """`{% timeline_items lines %}`: a request's events as list items, each value escaped as a
+    template would."""
+    zone = timezone.get_current_timezone()
+    items = []
+    for line in lines:
+        event = line.event
+        moment = event.timestamp.astimezone(zone)
+        reason = event.data.get("reason") if isinstance(event.data, dict) else None
+        detail = ""
+        if event.action_key:
+            detail += f" · <code>{_text(event.action_key)}</code>"
+        if event.role:
+            detail += f" · {_text(event.actor_username)} ({_text(event.role)})"
+        items.append(
+            TIMELINE_ITEM.format(
+                iso=moment.isoformat(),
+                moment=f"{moment:%Y-%m-%d %H:%M:%S} {moment.tzname()}",
+                sentence=_text(line.sentence),
+                reason=f'<div class="small text-break">Reason: {_text(reason)}</div>'
+                if reason
+                else "",
+                verb=_text(event.verb),
+                detail=detail,
+                source=_text(SOURCES.get(event.source, event.source).lower()),
+                address=f" from {_text(event.ip_address)}" if event.ip_address else "",
+            )
+        )
+    return mark_safe("".join(items))  # noqa: S308 (every value above is escaped)
