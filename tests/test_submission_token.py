@@ -8,9 +8,10 @@ from django.test import Client
 from django.urls import reverse
 
 from approvals.models import ActionRequest
+from approvals.transitions import SubmissionRefused
 from responseportal.models import Role
 
-from .approvals_helpers import submit
+from .approvals_helpers import submit, turn_on_auto_approval
 from .factories import MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -82,3 +83,24 @@ def test_the_same_operator_submitting_twice_is_sent_to_the_first_request(acme, o
         == again["Location"]
         == (reverse("request_detail", args=["acme", created.uuid]))
     )
+
+
+def test_a_repeat_the_rules_now_refuse_still_leads_to_the_first_request(acme, operator):
+    """Automatic approval turned off between two clicks: osquery is refused from then on, but
+    the second click of the form already submitted lands on its request."""
+    osquery = {
+        "key": "run_osquery",
+        "parameters": {"endpoints": ["web-01.acme.test"], "query": "SELECT pid FROM processes;"},
+    }
+    settings = turn_on_auto_approval(acme)
+    token = uuid.uuid4()
+    first = submit(acme, operator, submission_token=token, **osquery)
+    settings.auto_approval_enabled = False
+    settings.save()
+
+    again = submit(acme, operator, submission_token=token, **osquery)
+
+    assert again.pk == first.pk
+    with pytest.raises(SubmissionRefused):
+        submit(acme, operator, submission_token=uuid.uuid4(), **osquery)
+    assert ActionRequest.objects.count() == 1
