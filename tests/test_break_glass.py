@@ -1,19 +1,15 @@
 """Break-glass: an operator runs an allowed action at once, every admin is told, and an admin
 reviews it afterwards (accept or flag); an unreviewed run is announced again after a day."""
 
-import threading
 import uuid
 from datetime import timedelta
 
 import pytest
 from django.core import mail
 from django.core.exceptions import PermissionDenied
-from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
-from actions.models import ResponseAction
-from actions.sync import sync_catalog
 from approvals import break_glass, services
 from approvals.models import (
     ActionRequest,
@@ -26,7 +22,7 @@ from approvals.models import (
 from audit.models import AuditEvent
 from responseportal.models import Membership, Role
 
-from .approvals_helpers import submit
+from .approvals_helpers import at_once, submit
 from .conftest import client_for
 from .test_approval_settings import form_data as settings_form
 
@@ -530,44 +526,16 @@ class TestOverdueReview:
         assert tasks.announce_overdue_reviews() == 0
 
 
-@pytest.fixture(scope="module")
-def _catalog_kept(django_db_blocker):
-    """Put the catalog back after this module: the flush after a transactional test empties
-    every table, the catalog its data migration filled included."""
-    yield
-    with django_db_blocker.unblock():
-        sync_catalog()
-
-
-@pytest.fixture
-def _catalog(requires_postgresql):
-    if not ResponseAction.objects.exists():
-        sync_catalog()
-
-
 @pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("_catalog_kept", "_catalog")
-def test_two_ticks_at_once_announce_once(acme, operator, admin):
+def test_two_ticks_at_once_announce_once(requires_postgresql, acme, operator, admin):
     allow_break_glass(acme)
     runs = [break_glass_run(acme, operator, endpoints=[f"ws-{n}"]) for n in range(5)]
     ActionRequest.objects.update(submitted_at=timezone.now() - timedelta(days=2))
-    start = threading.Barrier(4)
-    counts: list[int] = []
 
-    def tick() -> None:
-        try:
-            start.wait()
-            counts.append(break_glass.announce_overdue_reviews())
-        finally:
-            connection.close()
+    counts = at_once(break_glass.announce_overdue_reviews, runs=4)
 
-    threads = [threading.Thread(target=tick) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert sum(counts) == len(runs)
+    assert len(counts) == 4 and sum(counts) == len(runs)
     assert Notification.objects.filter(kind="review_overdue").count() == len(runs)
     assert AuditEvent.objects.filter(verb="request.review_overdue").count() == len(runs)
 

@@ -1,21 +1,16 @@
 """Undo: a successful Isolate Endpoint is reversed by a Restore Connection request, filled in
 with the endpoints still isolated, linked to it, and approved like any other request."""
 
-import threading
-
 import pytest
-from django.db import connection
 from django.urls import reverse
 
 from actions.catalog import BY_KEY, REVERSALS
-from actions.models import ResponseAction
-from actions.sync import sync_catalog
 from approvals import services, undo
 from approvals.models import ActionRequest, ApprovalMode, RequestStatus, TargetStatus
 from approvals.state import isolated_endpoints
 from audit.models import AuditEvent
 
-from .approvals_helpers import submit, turn_on_auto_approval
+from .approvals_helpers import at_once, submit, turn_on_auto_approval
 from .conftest import client_for
 
 pytestmark = pytest.mark.django_db
@@ -241,46 +236,17 @@ class TestPages:
         assert not isolation.undone_by.exists()
 
 
-@pytest.fixture(scope="module")
-def _catalog_kept(django_db_blocker):
-    """Put the catalog back after this module: the flush after a transactional test empties
-    every table, the catalog its data migration filled included."""
-    yield
-    with django_db_blocker.unblock():
-        sync_catalog()
-
-
-@pytest.fixture
-def _catalog(requires_postgresql):
-    if not ResponseAction.objects.exists():
-        sync_catalog()
-
-
 @pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("_catalog_kept", "_catalog")
-def test_clicks_at_once_make_one_undo(acme, operator):
+def test_clicks_at_once_make_one_undo(requires_postgresql, acme, operator):
     original = submit(acme, operator, endpoints=["ws-1"])
     ActionRequest.objects.filter(pk=original.pk).update(status=RequestStatus.SUCCESSFUL)
     original.targets.update(status=TargetStatus.SUCCESSFUL, finished_at=original.submitted_at)
-    start = threading.Barrier(6)
-    outcomes: list[tuple[int, bool]] = []
 
-    def click() -> None:
-        try:
-            start.wait()
-            created, new = undo.undo_request(original.pk, actor=operator)
-            outcomes.append((created.pk, new))
-        finally:
-            connection.close()
+    outcomes = at_once(lambda: undo.undo_request(original.pk, actor=operator), runs=6)
 
-    threads = [threading.Thread(target=click) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
     assert len(outcomes) == 6
-    assert len({pk for pk, _ in outcomes}) == 1
+    assert len({created.pk for created, _ in outcomes}) == 1
     assert sum(new for _, new in outcomes) == 1
     assert ActionRequest.objects.filter(undoes=original).count() == 1
     assert AuditEvent.objects.filter(verb="request.submitted").count() == 2
