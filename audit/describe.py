@@ -149,20 +149,35 @@ def _review(w: Words) -> str:
     return {"accept": "accepted", "flag": "flagged"}.get(w.field("outcome"), "reviewed")
 
 
+def _did(what: str) -> Callable[[Words], str]:
+    """The actor did `what`: "acme-admin signed in"."""
+    return lambda w: f"{w.actor} {what}"
+
+
+def _did_to_request(what: str, how: str = "") -> Callable[[Words], str]:
+    """The actor did `what` to the request: "acme-admin approved Isolate Endpoint on web-01"."""
+    return lambda w: f"{w.actor} {what} {w.action}{w.targets}{how}"
+
+
+def _request_was(what: str) -> Callable[[Words], str]:
+    """The request, then `what`: "Isolate Endpoint on web-01 expired without a decision"."""
+    return lambda w: f"{w.action}{w.targets} {what}"
+
+
 SENTENCES: dict[str, Callable[[Words], str]] = {
-    "request.submitted": lambda w: f"{w.actor} requested {w.action}{w.targets}",
-    "request.auto_approved": lambda w: f"{w.action}{w.targets} was approved automatically",
-    "request.approved": lambda w: f"{w.actor} approved {w.action}{w.targets}",
+    "request.submitted": _did_to_request("requested"),
+    "request.auto_approved": _request_was("was approved automatically"),
+    "request.approved": _did_to_request("approved"),
     "request.approval_added": (
         lambda w: f"{w.actor} added an approval to {w.action}{w.targets}{_approvals(w)}"
     ),
-    "request.rejected": lambda w: f"{w.actor} rejected {w.action}{w.targets}",
-    "request.expired": lambda w: f"{w.action}{w.targets} expired without a decision",
-    "request.cancelled": lambda w: f"{w.actor} cancelled {w.action}{w.targets}",
+    "request.rejected": _did_to_request("rejected"),
+    "request.expired": _request_was("expired without a decision"),
+    "request.cancelled": _did_to_request("cancelled"),
     "request.reminded": (
         lambda w: f"The admins were reminded that {w.action}{w.targets} waits for a decision"
     ),
-    "request.break_glass": lambda w: f"{w.actor} ran {w.action}{w.targets} with break-glass",
+    "request.break_glass": _did_to_request("ran", " with break-glass"),
     "request.reviewed": (
         lambda w: f"{w.actor} {_review(w)} the break-glass run of {w.action}{w.targets}"
     ),
@@ -172,14 +187,14 @@ SENTENCES: dict[str, Callable[[Words], str]] = {
             "the admins were told again"
         )
     ),
-    "execution.queued": lambda w: f"{w.action}{w.targets} was queued to run",
-    "execution.started": lambda w: f"{w.action}{w.targets} started running",
-    "execution.resumed": lambda w: f"{w.action}{w.targets} resumed running",
-    "execution.redispatched": lambda w: f"{w.action}{w.targets} was sent to the workers again",
+    "execution.queued": _request_was("was queued to run"),
+    "execution.started": _request_was("started running"),
+    "execution.resumed": _request_was("resumed running"),
+    "execution.redispatched": _request_was("was sent to the workers again"),
     "execution.succeeded": lambda w: f"{w.action} succeeded{w.targets}",
     "execution.partially_succeeded": lambda w: f"{w.action} succeeded{_results(w)}",
     "execution.failed": lambda w: f"{w.action} failed{w.targets}",
-    "execution.terminated": lambda w: f"{w.action}{w.targets} was terminated",
+    "execution.terminated": _request_was("was terminated"),
     "remote_shell.ended": lambda w: f"{w.actor} ended the remote shell session{w.targets}",
     "remote_shell.expired": (
         lambda w: f"The remote shell session{w.targets} ended: its validity period was over"
@@ -187,8 +202,8 @@ SENTENCES: dict[str, Callable[[Words], str]] = {
     "settings.changed": _settings,
     "scope.imported": _scope,
     "script.uploaded": lambda w: f"{w.actor} uploaded the script {w.field('name', 'a script')}",
-    "auth.signed_in": lambda w: f"{w.actor} signed in",
-    "auth.signed_out": lambda w: f"{w.actor} signed out",
+    "auth.signed_in": _did("signed in"),
+    "auth.signed_out": _did("signed out"),
     "auth.sign_in_failed": lambda w: f"A sign-in as {w.field('username', w.actor)} failed",
     "auth.locked_out": (
         lambda w: f"{w.field('username', w.actor)} was locked out after too many failed sign-ins"
@@ -202,15 +217,15 @@ SENTENCES: dict[str, Callable[[Words], str]] = {
     "audit.exported": lambda w: f"{w.actor} exported the audit log as CSV{_filters(w)}",
     "api_token.created": lambda w: f"{w.actor} created the API token {w.field('token')}",
     "api_token.revoked": lambda w: f"{w.actor} revoked the API token {w.field('token')}",
-    "second_factor.added": lambda w: f"{w.actor} added a second factor",
-    "second_factor.removed": lambda w: f"{w.actor} removed a second factor",
+    "second_factor.added": _did("added a second factor"),
+    "second_factor.removed": _did("removed a second factor"),
     "second_factor.reset": lambda w: f"The second factors of {w.actor} were reset",
-    "recovery_codes.generated": lambda w: f"{w.actor} generated new recovery codes",
+    "recovery_codes.generated": _did("generated new recovery codes"),
     "membership.created": lambda w: _membership(w, "created"),
     "membership.changed": lambda w: _membership(w, "changed"),
     "membership.removed": lambda w: _membership(w, "removed"),
-    "organization.second_factor_policy_changed": (
-        lambda w: f"{w.actor} changed who must sign in with a second factor"
+    "organization.second_factor_policy_changed": _did(
+        "changed who must sign in with a second factor"
     ),
 }
 
