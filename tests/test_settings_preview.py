@@ -13,27 +13,11 @@ from audit.models import AuditEvent
 
 from .approvals_helpers import submit, turn_on_auto_approval
 from .conftest import client_for
+from .test_approval_settings import form_data
 
 pytestmark = pytest.mark.django_db
 
 SETTINGS = "/orgs/acme/settings/approval/"
-
-
-def form_data(organization, **changes) -> dict:
-    """What the admin's browser posts for the current settings, with `changes` applied."""
-    current = ApprovalSettings.for_organization(organization)
-    data = {
-        "auto_approved_actions": list(current.auto_approved_actions),
-        "scope_mode": current.scope_mode,
-        "pending_lifetime_hours": current.pending_lifetime_hours,
-        "remote_shell_validity_hours": current.remote_shell_validity_hours,
-        "notify_emails": "\n".join(current.notify_emails),
-        "version": current.version,
-    }
-    if current.auto_approval_enabled:
-        data["auto_approval_enabled"] = "on"
-    data.update(changes)
-    return {name: value for name, value in data.items() if value is not None}
 
 
 def table(response) -> dict[str, tuple]:
