@@ -7,6 +7,8 @@ registration takes effect at once.
 """
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import requests
 from authlib.integrations.base_client import OAuthError
@@ -102,23 +104,30 @@ def _unreachable(error: Exception) -> SignInRefused:
     )
 
 
-def authorization_redirect(
-    request: HttpRequest, provider: IdentityProvider, redirect_uri: str, login_hint: str = ""
-) -> HttpResponse:
-    """The redirect to the provider's authorization endpoint; state, nonce and the PKCE
-    verifier stay in the session."""
+@contextmanager
+def _calling_the_provider() -> Iterator[None]:
+    """What calling the provider may raise, as a SignInRefused saying why."""
     try:
-        client = _client(provider)
-        _metadata(client, provider)
-        extra = {"login_hint": login_hint} if login_hint else {}
-        _keep_recent_sign_ins(request, client.name)
-        return client.authorize_redirect(request, redirect_uri, **extra)
+        yield
     except secrets.UnreadableSecret as error:
         raise SignInRefused(str(error)) from error
     except OutboundRefused as refusal:
         raise SignInRefused(f"The identity provider's address is refused: {refusal}") from None
     except (requests.RequestException, ValueError) as error:
         raise _unreachable(error) from error
+
+
+def authorization_redirect(
+    request: HttpRequest, provider: IdentityProvider, redirect_uri: str, login_hint: str = ""
+) -> HttpResponse:
+    """The redirect to the provider's authorization endpoint; state, nonce and the PKCE
+    verifier stay in the session."""
+    with _calling_the_provider():
+        client = _client(provider)
+        _metadata(client, provider)
+        extra = {"login_hint": login_hint} if login_hint else {}
+        _keep_recent_sign_ins(request, client.name)
+        return client.authorize_redirect(request, redirect_uri, **extra)
 
 
 def _keep_recent_sign_ins(request: HttpRequest, name: str) -> None:
@@ -165,13 +174,13 @@ def _groups(userinfo: dict, claim: str) -> list[str]:
     return [group for group in value if isinstance(group, str)]
 
 
-def verified_claims(request: HttpRequest, provider: IdentityProvider) -> tuple[Claims, dict]:
-    """Complete the flow the provider redirected back from: check the state, exchange the
-    code (with the PKCE verifier), verify the ID token. Returns its claims, and all of them."""
+def _exchanged_code(request: HttpRequest, provider: IdentityProvider) -> dict:
+    """The token the provider gives for the code it redirected back with, its ID token
+    verified; a refusal of the state, the code or the ID token says which."""
     client = _client(provider)
+    _metadata(client, provider)
     try:
-        _metadata(client, provider)
-        token = client.authorize_access_token(
+        return client.authorize_access_token(
             request,
             claims_options={
                 "iss": {"essential": True, "values": [provider.issuer]},
@@ -197,12 +206,13 @@ def verified_claims(request: HttpRequest, provider: IdentityProvider) -> tuple[C
         raise SignInRefused(
             f"The identity provider's ID token was refused: {_jose_reason(error)}"
         ) from error
-    except secrets.UnreadableSecret as error:
-        raise SignInRefused(str(error)) from error
-    except OutboundRefused as refusal:
-        raise SignInRefused(f"The identity provider's address is refused: {refusal}") from None
-    except (requests.RequestException, ValueError) as error:
-        raise _unreachable(error) from error
+
+
+def verified_claims(request: HttpRequest, provider: IdentityProvider) -> tuple[Claims, dict]:
+    """Complete the flow the provider redirected back from: check the state, exchange the
+    code (with the PKCE verifier), verify the ID token. Returns its claims, and all of them."""
+    with _calling_the_provider():
+        token = _exchanged_code(request, provider)
     userinfo = token.get("userinfo")
     if not userinfo:
         raise SignInRefused("The identity provider sent no ID token: the portal needs one.")
