@@ -9,7 +9,6 @@ from django.core.cache import caches
 from rest_framework import authentication, exceptions, throttling
 
 from responseportal.http import client_ip, normalized_ip
-from responseportal.models import Membership
 
 from .models import ApiToken
 from .tokens import SECRET_PATTERN, find_token, record_use
@@ -54,9 +53,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(
                 f"The token's user {token.user.get_username()} is deactivated."
             )
-        if not Membership.objects.filter(
-            user_id=token.user_id, organization_id=token.organization_id
-        ).exists():
+        if token.membership is None:
             raise exceptions.AuthenticationFailed(
                 f"The token's user {token.user.get_username()} is no longer a member of "
                 f"{token.organization.name}: the token cannot act there."

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import F, FilteredRelation, Q
 from django.utils import timezone
 
 from audit.chain import record
@@ -129,15 +130,53 @@ def _described(token: ApiToken) -> dict:
 
 
 def find_token(secret: str) -> ApiToken | None:
-    """The token whose secret this is (revoked and expired ones too), or None."""
-    return (
-        ApiToken.objects.select_related("user", "organization")
-        .filter(secret_hash=hash_secret(secret))
-        .first()
-    )
+    """The token whose secret this is (revoked and expired ones too), or None.
+
+    One statement also reads its user's membership of its organization now: `membership`,
+    None once they have left it (the token then acts nowhere).
+    """
+    try:
+        token = (
+            ApiToken.objects.select_related("user", "organization")
+            .annotate(
+                member=FilteredRelation(
+                    "user__memberships",
+                    condition=Q(user__memberships__organization=F("organization")),
+                ),
+                membership_pk=F("member__pk"),
+                membership_role=F("member__role"),
+                membership_created_at=F("member__created_at"),
+            )
+            .get(secret_hash=hash_secret(secret))
+        )
+    except ApiToken.DoesNotExist:
+        return None
+    token.membership = None
+    if token.membership_pk is not None:
+        token.membership = Membership(
+            pk=token.membership_pk,
+            user=token.user,
+            organization=token.organization,
+            role=token.membership_role,
+            created_at=token.membership_created_at,
+        )
+    return token
+
+
+# The last use is shown to the minute: a token used again within it from the same address
+# keeps the time recorded, and its request writes nothing.
+LAST_USE_PRECISION = timedelta(minutes=1)
 
 
 def record_use(token: ApiToken, address: str | None) -> None:
+    """Note the token's last use (time and address): written when the address changed or the
+    recorded time is older than LAST_USE_PRECISION."""
     now = timezone.now()
+    if (
+        token.last_used_ip == address
+        and token.last_used_at is not None
+        and now - token.last_used_at < LAST_USE_PRECISION
+    ):
+        return
     ApiToken.objects.filter(pk=token.pk).update(last_used_at=now, last_used_ip=address)
     token.last_used_at, token.last_used_ip = now, address

@@ -8,9 +8,12 @@ import re
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.core.cache import caches
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from api.models import ApiToken
@@ -132,6 +135,59 @@ def test_the_page_lists_only_ones_own_tokens_with_their_last_use(operator, admin
     mine.refresh_from_db()
     assert mine.last_used_ip == "203.0.113.7"
     assert timezone.now() - mine.last_used_at < timedelta(minutes=1)
+
+
+def test_the_last_use_is_written_once_a_minute_per_address(operator, acme):
+    token, secret = make(operator, acme)
+    client = Client()
+    start = timezone.now()
+    with time_machine.travel(start, tick=False) as traveller:
+        client.get(CATALOG, REMOTE_ADDR="203.0.113.7", **bearer(secret))
+        token.refresh_from_db()
+        assert (token.last_used_at, token.last_used_ip) == (start, "203.0.113.7")
+
+        traveller.shift(timedelta(seconds=59))
+        with CaptureQueriesContext(connection) as queries:
+            client.get(CATALOG, REMOTE_ADDR="203.0.113.7", **bearer(secret))
+        assert not [q for q in queries if q["sql"].startswith('UPDATE "api_apitoken"')]
+        token.refresh_from_db()
+        assert token.last_used_at == start
+
+        client.get(CATALOG, REMOTE_ADDR="198.51.100.4", **bearer(secret))
+        token.refresh_from_db()
+        assert token.last_used_at == start + timedelta(seconds=59)
+        assert token.last_used_ip == "198.51.100.4"
+
+        traveller.shift(timedelta(seconds=60))
+        client.get(CATALOG, REMOTE_ADDR="198.51.100.4", **bearer(secret))
+        token.refresh_from_db()
+        assert token.last_used_at == start + timedelta(seconds=119)
+
+
+def test_a_member_who_left_is_refused_though_the_token_is_valid(operator, acme):
+    _, secret = make(operator, acme)
+    Membership.objects.filter(user=operator, organization=acme).delete()
+    response = Client().get(CATALOG, **bearer(secret))
+    assert response.status_code == 401
+    assert "no longer a member of Acme Corporation" in response.json()["detail"]
+
+
+def test_a_demoted_admin_is_refused_at_once_with_the_pages_words(admin, acme):
+    _, secret = make(admin, acme)
+    client = Client()
+    assert client.get("/api/v1/orgs/acme/settings/approval/", **bearer(secret)).status_code == 200
+    Membership.objects.filter(user=admin).update(role=Role.AUDITOR)
+    response = client.patch(
+        "/api/v1/orgs/acme/settings/approval/",
+        {},
+        content_type="application/json",
+        HTTP_IF_MATCH='"approval-settings-0"',
+        **bearer(secret),
+    )
+    assert response.status_code == 403
+    assert response.json()["detail"] == (
+        "This page is for the admin role of Acme Corporation; you are auditor."
+    )
 
 
 def test_the_page_needs_a_sign_in(client):
