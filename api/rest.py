@@ -13,6 +13,7 @@ from django import forms
 from django.core.exceptions import FieldDoesNotExist
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -22,6 +23,7 @@ from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from actions.catalog import REVERSALS
 from actions.models import CATEGORY_ORDER, Category, ResponseAction
 from actions.validators import shown
 from approvals import services
@@ -29,10 +31,17 @@ from approvals.decision import decide
 from approvals.decision_forms import ApproveForm, RejectForm
 from approvals.forms import form_for
 from approvals.lookups import get_request_for
-from approvals.models import ActionRequest, ApprovalSettings, RequestStatus
+from approvals.models import (
+    ActionRequest,
+    ApprovalMode,
+    ApprovalSettings,
+    RequestStatus,
+    ReviewOutcome,
+)
 from approvals.services import SCOPE_LISTS
 from approvals.settings_forms import ApprovalSettingsForm
 from approvals.transitions import SubmissionRefused
+from approvals.undo import UNDOABLE_STATUSES
 from approvals.views import RequestFilter
 from audit.chain import VERBS, chain_of
 from audit.context import AuditContext
@@ -166,10 +175,73 @@ REQUEST_FIELDS = {
         many=True,
     ),
 }
+
+
+# Another request a request links to (an undo and the request it reverses): one class for both
+# fields, so that the schema has one component.
+LinkedRequest = type(
+    inline_serializer(
+        "LinkedRequest",
+        {
+            "uuid": serializers.UUIDField(),
+            "action": serializers.CharField(),
+            "action_name": serializers.CharField(),
+            "status": serializers.CharField(),
+            "url": serializers.URLField(help_text="The request in this API."),
+        },
+    )
+)
 DETAIL = inline_serializer(
     "ActionRequestDetail",
     {
         **REQUEST_FIELDS,
+        "approvals": inline_serializer(
+            "Approvals",
+            {
+                "needed": serializers.IntegerField(
+                    help_text="Distinct admins whose approval it needs, fixed at submission; "
+                    "0 when it needed no decision (not required, automatic, break-glass)."
+                ),
+                "given": serializers.IntegerField(),
+                "approved_by": inline_serializer(
+                    "ApprovalGiven",
+                    {
+                        "admin": serializers.CharField(),
+                        "approved_at": serializers.DateTimeField(),
+                        "comment": serializers.CharField(allow_blank=True),
+                        "source": serializers.CharField(),
+                    },
+                    many=True,
+                ),
+            },
+        ),
+        "break_glass": inline_serializer(
+            "BreakGlass",
+            {
+                "justification": serializers.CharField(),
+                "awaits_review": serializers.BooleanField(),
+                "review": inline_serializer(
+                    "BreakGlassReview",
+                    {
+                        "outcome": serializers.ChoiceField(
+                            choices=[o.value for o in ReviewOutcome]
+                        ),
+                        "reviewed_by": serializers.CharField(),
+                        "reviewed_at": serializers.DateTimeField(),
+                        "comment": serializers.CharField(allow_blank=True),
+                    },
+                    allow_null=True,
+                ),
+            },
+            allow_null=True,
+            help_text="A break-glass run's justification and review; null for other requests.",
+        ),
+        "undoes": LinkedRequest(
+            allow_null=True, help_text="The request this one reverses (an Undo), or null."
+        ),
+        "undone_by": LinkedRequest(
+            many=True, help_text="The requests that reverse this one (Undo), oldest first."
+        ),
         "timeline": inline_serializer(
             "TimelineEvent",
             {
@@ -186,7 +258,8 @@ DETAIL = inline_serializer(
 CHANGE_ERRORS = {**ERRORS, **problems(400, 409, 413)}
 
 
-def _request_json(action_request: ActionRequest, targets=None) -> dict:
+def _request_json(action_request: ActionRequest, targets: list[dict]) -> dict:
+    """The fields of a listed request; `targets` as `TARGET_FIELDS` rows."""
     decided_by = action_request.decided_by
     return {
         "uuid": str(action_request.uuid),
@@ -202,11 +275,15 @@ def _request_json(action_request: ActionRequest, targets=None) -> dict:
         "decision_reason": action_request.decision_reason,
         "summary": action_request.summary,
         "parameters": action_request.parameters,
-        "targets": [
-            {"kind": t.kind, "value": t.value, "status": t.status, "message": t.message}
-            for t in (targets if targets is not None else action_request.targets.all())
-        ],
+        "targets": targets,
     }
+
+
+TARGET_FIELDS = ("kind", "value", "status", "message")
+
+
+def _target_json(target) -> dict:
+    return {name: getattr(target, name) for name in TARGET_FIELDS}
 
 
 def _iso(moment):
@@ -326,7 +403,9 @@ def requests(request: Request, slug: str) -> Response:
     ).prefetch_related("targets")
     paginator = RequestPagination()
     page = paginator.paginate_queryset(listing, request)
-    return paginator.get_paginated_response([_request_json(r) for r in page])
+    return paginator.get_paginated_response(
+        [_request_json(r, [_target_json(t) for t in r.targets.all()]) for r in page]
+    )
 
 
 def _form_data(form_class, parameters: dict) -> tuple[dict, dict]:
@@ -378,11 +457,9 @@ def _submit(request: Request, slug: str) -> Response:
         json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()
     if key_text is not None:
-        used = (
-            IdempotencyKey.objects.select_related("action_request")
-            .filter(user=request.user, organization=organization, key=key_text)
-            .first()
-        )
+        used = IdempotencyKey.objects.filter(
+            user=request.user, organization=organization, key=key_text
+        ).first()
         if used is not None:
             if used.body_sha256 != digest:
                 return problem(
@@ -391,7 +468,7 @@ def _submit(request: Request, slug: str) -> Response:
                     f"{_iso(used.created_at)} with another body: expected the same body, or a "
                     "new key for a new request.",
                 )
-            return Response(_detail(used.action_request), status=200)
+            return Response(_detail(request, _read(used.action_request_id)), status=200)
     action_key = body.get("action")
     action = (
         ResponseAction.objects.filter(key=action_key, active=True).first()
@@ -443,26 +520,101 @@ def _submit(request: Request, slug: str) -> Response:
                 )
         except IntegrityError:
             pass  # the same key at the same moment: the submission token chose one request
-    return Response(_detail(created), status=201)
+    return Response(_detail(request, _reread(created)), status=201)
 
 
-def _detail(action_request: ActionRequest) -> dict:
-    action_request = (
-        ActionRequest.objects.select_related("action", "requester", "decided_by")
-        .prefetch_related("targets")
-        .get(pk=action_request.pk)
+def _read(pk: int) -> ActionRequest:
+    return ActionRequest.objects.select_related(
+        "organization", "action", "requester", "decided_by"
+    ).get(pk=pk)
+
+
+def _reread(action_request: ActionRequest) -> ActionRequest:
+    """The request as it is now, after a change: its row read again (execution may have moved
+    it on since), its action, organization and requester, which never change, reused."""
+    fresh = ActionRequest.objects.get(pk=action_request.pk)
+    fresh.action = action_request.action
+    fresh.organization = action_request.organization
+    fresh.requester = action_request.requester
+    return fresh
+
+
+def _linked(request: Request, action_request: ActionRequest) -> dict:
+    return {
+        "uuid": str(action_request.uuid),
+        "action": action_request.action.key,
+        "action_name": action_request.action.name,
+        "status": str(action_request.shown_status),
+        "url": request.build_absolute_uri(
+            reverse("api_request", args=[action_request.organization.slug, action_request.uuid])
+        ),
+    }
+
+
+def _detail(request: Request, action_request: ActionRequest) -> dict:
+    """The request page's facts about `action_request`: targets, approvals so far, break-glass
+    justification and review, undo links and timeline. Each part is read only where the request
+    can have it: approvals on a manual one, undos on a finished reversible one."""
+    organization = action_request.organization
+    targets = list(action_request.targets.values(*TARGET_FIELDS))
+    manual = action_request.approval_mode == ApprovalMode.MANUAL
+    approvals = list(action_request.approvals.select_related("admin")) if manual else []
+    undoes = None
+    if action_request.undoes_id is not None:
+        undoes = ActionRequest.objects.select_related("action").get(pk=action_request.undoes_id)
+        undoes.organization = organization
+    undone_by = []
+    if action_request.action.key in REVERSALS and action_request.status in UNDOABLE_STATUSES:
+        undone_by = list(
+            action_request.undone_by.select_related("action").order_by("submitted_at", "id")
+        )
+        for undo in undone_by:
+            undo.organization = organization
+    break_glass = None
+    if action_request.is_break_glass:
+        review = None
+        if action_request.reviewed_at is not None:
+            review = {
+                "outcome": action_request.review_outcome,
+                "reviewed_by": action_request.reviewed_by.get_username(),
+                "reviewed_at": _iso(action_request.reviewed_at),
+                "comment": action_request.review_comment,
+            }
+        break_glass = {
+            "justification": action_request.justification,
+            "awaits_review": action_request.awaits_review,
+            "review": review,
+        }
+    events = action_request.events.order_by("timestamp", "id").values_list(
+        "timestamp", "verb", "actor_username", "source", "data"
     )
     return {
-        **_request_json(action_request),
+        **_request_json(action_request, targets),
+        "approvals": {
+            "needed": action_request.approvals_needed if manual else 0,
+            "given": len(approvals),
+            "approved_by": [
+                {
+                    "admin": approval.admin.get_username(),
+                    "approved_at": _iso(approval.approved_at),
+                    "comment": approval.comment,
+                    "source": approval.source,
+                }
+                for approval in approvals
+            ],
+        },
+        "break_glass": break_glass,
+        "undoes": _linked(request, undoes) if undoes is not None else None,
+        "undone_by": [_linked(request, undo) for undo in undone_by],
         "timeline": [
             {
-                "timestamp": _iso(event.timestamp),
-                "verb": event.verb,
-                "actor": event.actor_username,
-                "source": event.source,
-                "data": event.data,
+                "timestamp": _iso(timestamp),
+                "verb": verb,
+                "actor": actor,
+                "source": source,
+                "data": data,
             }
-            for event in action_request.events.order_by("timestamp", "id")
+            for timestamp, verb, actor, source, data in events
         ],
     }
 
@@ -474,7 +626,7 @@ def _detail(action_request: ActionRequest) -> dict:
 def request_detail(request: Request, slug: str, uuid: UUID) -> Response:
     membership_for(request, slug)
     _, action_request = get_request_for(request.user, slug, uuid)
-    return Response(_detail(action_request))
+    return Response(_detail(request, action_request))
 
 
 @extend_schema(
@@ -487,7 +639,7 @@ def cancel(request: Request, slug: str, uuid: UUID) -> Response:
     membership_for(request, slug)
     _, action_request = get_request_for(request.user, slug, uuid)
     services.cancel_request(action_request.pk, actor=request.user, context=_context(request))
-    return Response(_detail(action_request))
+    return Response(_detail(request, _reread(action_request)))
 
 
 @extend_schema(
@@ -523,7 +675,7 @@ def _decide(request: Request, slug: str, uuid: UUID, form_class, text: str, serv
         context=_context(request),
         **{text: form.cleaned_data[text]},
     )
-    return Response(_detail(action_request))
+    return Response(_detail(request, _reread(action_request)))
 
 
 # Approval settings: read with an ETag, change with If-Match, through the settings page's form

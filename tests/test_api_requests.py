@@ -3,7 +3,9 @@ they refuse, with their messages, and every change is an audit event from the `a
 
 import pytest
 from django.core.cache import caches
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from api.tokens import create_token, revoke_token
@@ -12,7 +14,7 @@ from approvals.models import ActionRequest, RequestStatus
 from audit.models import AuditEvent
 from responseportal.models import Membership, Role
 
-from .approvals_helpers import submit
+from .approvals_helpers import submit, turn_on_auto_approval
 
 AUTO_APPROVAL_REQUIRED = "Auto-approval must be enabled in order to use this response action."
 ISOLATE = {
@@ -64,6 +66,33 @@ def test_an_operator_submits_and_the_event_names_the_api_and_the_token(operator,
     assert event.data["api_token"] == "SOAR"
     assert event.actor_username == "operator"
     assert [e["verb"] for e in body["timeline"]] == ["request.submitted"]
+
+
+@pytest.mark.parametrize(("automatic", "beyond"), [(True, 5), (False, 6)])
+def test_a_submission_costs_few_statements_beyond_the_service(
+    operator, acme, monkeypatch, automatic, beyond
+):
+    """The token with its membership, the action, then the request, its targets and its
+    timeline for the answer, and the approvals so far of one waiting for a decision; the
+    token's last use is not written again within a minute."""
+    if automatic:
+        turn_on_auto_approval(acme)
+    inside = []
+    submit_request = services.submit_request
+
+    def counted(*args, **kwargs):
+        with CaptureQueriesContext(connection) as queries:
+            created = submit_request(*args, **kwargs)
+        inside.append(len(queries))
+        return created
+
+    monkeypatch.setattr(services, "submit_request", counted)
+    api = api_for(operator, acme)
+    assert api.post(requests_url(), ISOLATE).status_code == 201
+    with CaptureQueriesContext(connection) as queries:
+        response = api.post(requests_url(), ISOLATE)
+    assert response.json()["approval_mode"] == ("auto" if automatic else "manual")
+    assert len(queries) - inside[-1] == beyond
 
 
 @pytest.mark.parametrize(
