@@ -27,8 +27,11 @@ def parser() -> argparse.ArgumentParser:
     found.add_argument(
         "--keep", action="store_true", help="keep the database responseportal_bench afterwards"
     )
-    # The benchmark's own processes: the run itself, the export probe, the writers.
-    found.add_argument("--role", choices=["inner", "export", "writer"], help=argparse.SUPPRESS)
+    # The benchmark's own processes: the run itself, the export probe, the writers, the
+    # submitters.
+    found.add_argument(
+        "--role", choices=["inner", "export", "writer", "submitter"], help=argparse.SUPPRESS
+    )
     found.add_argument("--spec", default="{}", help=argparse.SUPPRESS)
     return found
 

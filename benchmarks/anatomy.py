@@ -2,9 +2,11 @@
 
 `per_request` submits a sample of auto-approved requests in this process, the way the end-to-end
 figure does, and captures every task they publish; it then runs those tasks here with
-`Task.apply` (the code a worker runs, without Celery's consumer), and every task they publish in
-turn, until none is left. Both sides are tallied: SQL statements, database transactions, tasks
-published, CPU time, statements grouped by kind, and, in a second sample, a cProfile of each.
+`Task.apply` (the code a worker runs, without Celery's consumer; the execution task under its
+own id, as in a worker, so that it takes the sample's queued requests in batches), and every
+task they publish in turn, until none is left. Both sides are tallied: SQL statements, database
+transactions, tasks published, CPU time, statements grouped by kind, and, in a second sample, a
+cProfile of each.
 
 `page_sql_ratios` captures the statements a page issues, then times the page and, in turn, the
 same statements replayed alone on a bare cursor: the ratio is what the page adds to its SQL
@@ -100,12 +102,15 @@ class Tally:
 
 @contextmanager
 def published():
-    """The tasks published to the broker meanwhile, in order: (name, args, kwargs)."""
-    found: list[tuple[str, list, dict]] = []
+    """The tasks published to the broker meanwhile, in order: (name, args, kwargs, task id)."""
+    found: list[tuple[str, list, dict, str | None]] = []
 
     def capture(sender=None, body=None, headers=None, **kwargs):
         args, task_kwargs = (body[0], body[1]) if isinstance(body, list | tuple) else ([], {})
-        found.append(((headers or {}).get("task", sender), list(args), dict(task_kwargs)))
+        headers = headers or {}
+        found.append(
+            (headers.get("task", sender), list(args), dict(task_kwargs), headers.get("id"))
+        )
 
     before_task_publish.connect(capture, weak=False)
     try:
@@ -122,11 +127,27 @@ def _submit(scene: Scene, prefix: str) -> int:
     return request.pk
 
 
-def _run(name: str, args: list, kwargs: dict) -> None:
-    """Run one published task here, as the worker would; its failure is an error."""
-    result = app.tasks[name].apply(args=args, kwargs=kwargs)
-    if result.failed():
-        raise RuntimeError(f"{name}{tuple(args)} failed here: {result.traceback}")
+EXECUTE = "approvals.tasks.execute_request"
+
+
+def _run(name: str, args: list, kwargs: dict, task_id: str | None) -> object:
+    """Run one published task here, as the worker would; its failure is an error.
+
+    The execution task runs under its own id and not in-process (`Task.apply` would mark it
+    eager, which runs each request alone): as in a worker, it takes the other queued requests
+    of the sample into its batch, and their own tasks then find nothing to do.
+    """
+    task = app.tasks[name]
+    if name != EXECUTE:
+        result = task.apply(args=args, kwargs=kwargs, task_id=task_id)
+        if result.failed():
+            raise RuntimeError(f"{name}{tuple(args)} failed here: {result.traceback}")
+        return result.result
+    task.push_request(id=task_id, args=args, kwargs=kwargs, retries=0, is_eager=False)
+    try:
+        return task.run(*args, **kwargs)
+    finally:
+        task.pop_request()
 
 
 def _sample(scene: Scene, count: int, prefix: str, profiles=None) -> dict:
@@ -134,6 +155,7 @@ def _sample(scene: Scene, count: int, prefix: str, profiles=None) -> dict:
     web, worker = Tally(), Tally()
     cpu = {"web": 0.0, "worker": 0.0}
     tasks: Counter[str] = Counter()
+    idle = 0  # execution tasks that found their request in another task's batch
     with published() as sent:
         with web.installed():
             started = process_time()
@@ -148,15 +170,16 @@ def _sample(scene: Scene, count: int, prefix: str, profiles=None) -> dict:
         with worker.installed():
             started = process_time()
             while done < len(sent):  # the tasks run here publish theirs in turn
-                name, args, kwargs = sent[done]
+                name, args, kwargs, task_id = sent[done]
                 done += 1
                 if profiles:
                     profiles["worker"].enable()
-                _run(name, args, kwargs)
+                outcome = _run(name, args, kwargs, task_id)
                 if profiles:
                     profiles["worker"].disable()
+                idle += name == EXECUTE and outcome == "nothing to do"
             cpu["worker"] = process_time() - started
-        tasks.update(name for name, _, _ in sent)
+        tasks.update(name for name, *_ in sent)
     statuses = Counter(ActionRequest.objects.filter(pk__in=ids).values_list("status", flat=True))
     if statuses[RequestStatus.SUCCESSFUL] != count:
         raise RuntimeError(f"The sample's requests did not all succeed: {dict(statuses)}.")
@@ -167,6 +190,7 @@ def _sample(scene: Scene, count: int, prefix: str, profiles=None) -> dict:
         "tasks": tasks,
         "web_tasks": web_tasks,
         "worker_tasks": len(sent) - web_tasks,
+        "batches": tasks[EXECUTE] - idle,
     }
 
 
@@ -206,7 +230,9 @@ def _short(path: str) -> str:
 
 def per_request(scene: Scene, plan: Plan) -> dict:
     """Statements, transactions, tasks and CPU per auto-approved request, each side apart."""
-    _submit(scene, "anatomy-warm")  # anything cached on first use is cached now
+    # Anything cached on first use is cached now; the warm request runs to its end too, so no
+    # queued request of it is left for the sample's first batch to take.
+    _sample(scene, 1, "anatomy-warm")
     app.control.purge()
     count = SAMPLE
     found = _sample(scene, count, "anatomy")
@@ -224,6 +250,8 @@ def per_request(scene: Scene, plan: Plan) -> dict:
             "web": _per(web.statements, count),
             "worker": _per(worker.statements, count),
             "requests": count,
+            # The worker ran the sample's requests in this many batches (EXECUTION_BATCH_SIZE).
+            "execution_batches": found["batches"],
         },
         "e2e_transactions_per_request": {
             "value": _per(web.transactions + worker.transactions, count),
@@ -243,7 +271,10 @@ def per_request(scene: Scene, plan: Plan) -> dict:
             "web": round(cpu["web"] * 1000 / count, 2),
             "worker": round(cpu["worker"] * 1000 / count, 2),
             "requests": count,
-            "measured": "in this process; the worker side's tasks run with Task.apply",
+            "measured": (
+                "in this process; the worker side's tasks run here (Task.apply; the execution "
+                "task as in a worker, taking the sample's queued requests in batches)"
+            ),
         },
         "e2e_statements": {
             "web": statements(web),

@@ -99,7 +99,11 @@ def run_role(role: str, spec: dict) -> None:
         figures.run(data.QUICK if spec["quick"] else data.FULL, Path(spec["results"]))
         return
     with override_settings(**static_settings(settings.STORAGES)):
-        probe = {"export": figures.export_probe, "writer": figures.append_writer}[role]
+        probe = {
+            "export": figures.export_probe,
+            "writer": figures.append_writer,
+            "submitter": figures.submitter,
+        }[role]
         found = probe(spec)
     print(json.dumps(found), flush=True)
 

@@ -15,6 +15,7 @@ import time
 import traceback
 from collections.abc import Callable
 from contextlib import ExitStack
+from datetime import datetime
 from pathlib import Path
 from time import perf_counter, process_time
 from urllib.parse import urlencode
@@ -286,11 +287,14 @@ def verify() -> dict:
     }
 
 
-def _auto_approved(scene: Scene, number: int, prefix: str) -> int:
+SUBMITTERS = 4
+
+
+def _auto_approved(organization: Organization, operator, number: int, prefix: str) -> int:
     spec = data.Spec((f"{prefix}-{number:05d}.corp.example",), "Ransom note found on the host")
-    request = data.submit(scene.e2e, scene.operator, spec)
+    request = data.submit(organization, operator, spec)
     if request.approval_mode != ApprovalMode.AUTO:
-        raise RuntimeError(f"{scene.e2e.slug} did not approve {data.ACTION} automatically.")
+        raise RuntimeError(f"{organization.slug} did not approve {data.ACTION} automatically.")
     return request.pk
 
 
@@ -317,17 +321,86 @@ def _finished(ids: list[int], timeout: float, worker: processes.Child) -> dict[s
         time.sleep(0.25)
 
 
+def _submit_concurrently(specs: list[dict]) -> tuple[datetime, list[int], dict]:
+    """`submitter` processes, one per spec, told to go at once: when they went, the requests
+    they submitted, and the span and CPU of their submitting."""
+    with ExitStack() as stack:
+        submitters = [_role(stack, "submitter", spec) for spec in specs]
+        for submitter in submitters:
+            if submitter.process.stdout.readline().strip() != "ready":
+                raise submitter.failure("The submitter did not start")
+        started = timezone.now()
+        for submitter in submitters:  # all at once
+            submitter.process.stdin.write("go\n")
+            submitter.process.stdin.flush()
+        answers = [_answer(submitter, timeout=600) for submitter in submitters]
+    ids = [pk for answer in answers for pk in answer["ids"]]
+    return (
+        started,
+        ids,
+        {
+            "seconds": max(a["finished"] for a in answers) - min(a["started"] for a in answers),
+            "cpu": sum(a["cpu"] for a in answers),
+        },
+    )
+
+
+def _specs(scene: Scene, plan: Plan, prefix: str, **extra) -> list[dict]:
+    """What each submitter submits: an equal share of `plan.e2e_requests`, numbered apart."""
+    share = -(-plan.e2e_requests // SUBMITTERS)
+    return [
+        {
+            "organization": scene.e2e.pk,
+            "operator": scene.operator.pk,
+            "prefix": f"{prefix}{number}",
+            "count": min(share, plan.e2e_requests - number * share),
+            **extra,
+        }
+        for number in range(SUBMITTERS)
+    ]
+
+
+def submitter(spec: dict) -> dict:
+    """In its own process: wait for "go", then submit `count` auto-approved requests, one after
+    another, through the services (or, with `url`, through the API with the token `secret`)."""
+    organization = Organization.objects.get(pk=spec["organization"])
+    operator = get_user_model().objects.get(pk=spec["operator"])
+    client = Client()
+    connection.ensure_connection()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    started, cpu = time.time(), process_time()
+    with override_settings(API_RATE_LIMIT="1000000/min"):
+        ids = [
+            _api_submit(client, spec["url"], spec["secret"], number, spec["prefix"])
+            if "url" in spec
+            else _auto_approved(organization, operator, number, spec["prefix"])
+            for number in range(spec["count"])
+        ]
+    return {"started": started, "finished": time.time(), "cpu": process_time() - cpu, "ids": ids}
+
+
+def _chain_intact(organization: Organization) -> dict:
+    found = verify_chain(chain_of(organization))
+    return {
+        "chain_intact": found.first_break is None,
+        **({"chain_break": str(found.first_break)} if found.first_break is not None else {}),
+    }
+
+
 def end_to_end(scene: Scene, plan: Plan) -> dict:
-    """Auto-approved requests submitted through the service layer, run by a Celery worker."""
+    """Auto-approved requests submitted through the service layer by SUBMITTERS processes at
+    once (as playbooks submit), run by a Celery worker; the organization's chain verified."""
     app.control.purge()  # what seeding sent (the history requests' executions, e-mails)
     with ExitStack() as stack:
         worker = processes.celery_worker(stack, concurrency=WORKER_CONCURRENCY)
-        warm = [_auto_approved(scene, number, "warm") for number in range(plan.warmup)]
+        warm = [
+            _auto_approved(scene.e2e, scene.operator, number, "warm")
+            for number in range(plan.warmup)
+        ]
         _finished(warm, 60, worker)
         worker_cpu = anatomy.group_cpu_seconds(worker.process.pid)
-        started, web_cpu = timezone.now(), process_time()
-        ids = [_auto_approved(scene, number, "e2e") for number in range(plan.e2e_requests)]
-        submitted, web_cpu = timezone.now(), process_time() - web_cpu
+        started, ids, submitting = _submit_concurrently(_specs(scene, plan, "e2e"))
         counts = _finished(ids, 60 + plan.e2e_requests / 10, worker)
         worker_cpu = anatomy.group_cpu_seconds(worker.process.pid) - worker_cpu
     finished = ActionRequest.objects.filter(pk__in=ids).order_by("-finished_at").first()
@@ -339,12 +412,15 @@ def end_to_end(scene: Scene, plan: Plan) -> dict:
             "requests": len(ids),
             "successful": successful,
             "seconds": round(seconds, 2),
-            "submitting_s": round((submitted - started).total_seconds(), 2),
+            "submitters": SUBMITTERS,
+            "submitting_s": round(submitting["seconds"], 2),
             "worker_concurrency": WORKER_CONCURRENCY,
-            # CPU of this process while it submitted, and of the worker's processes (the
+            "execution_batch_size": settings.EXECUTION_BATCH_SIZE,
+            # CPU of the submitters while they submitted, and of the worker's processes (the
             # worker also polls the broker while it waits: an upper bound).
-            "web_cpu_ms_per_request": round(web_cpu * 1000 / len(ids), 2),
+            "web_cpu_ms_per_request": round(submitting["cpu"] * 1000 / len(ids), 2),
             "worker_cpu_ms_per_request": round(worker_cpu * 1000 / len(ids), 2),
+            **_chain_intact(scene.e2e),
         }
     }
 
@@ -369,8 +445,9 @@ def _api_submit(client: Client, url: str, secret: str, number: int, prefix: str)
 
 def api_end_to_end(scene: Scene, plan: Plan) -> dict:
     """Auto-approved requests submitted through POST /api/v1/…/requests/ with a bearer token
-    (Django's test client, in process: the whole middleware and DRF stack, minus the network),
-    then run by a Celery worker. The per-token rate limit is lifted for the run."""
+    by SUBMITTERS processes at once (Django's test client in each: the whole middleware and DRF
+    stack, minus the network), then run by a Celery worker. The per-token rate limit is lifted
+    for the run."""
     _, secret = create_token(scene.operator, scene.e2e, name="benchmark", days=1)
     url = reverse("api_requests", args=[scene.e2e.slug])
     client = Client()
@@ -379,25 +456,27 @@ def api_end_to_end(scene: Scene, plan: Plan) -> dict:
         worker = processes.celery_worker(stack, concurrency=WORKER_CONCURRENCY)
         warm = [_api_submit(client, url, secret, n, "api-warm") for n in range(plan.warmup)]
         _finished(warm, 60, worker)
-        started, began = timezone.now(), perf_counter()
-        ids = [_api_submit(client, url, secret, n, "api") for n in range(plan.e2e_requests)]
-        submitting = perf_counter() - began
+        started, ids, submitting = _submit_concurrently(
+            _specs(scene, plan, "api", url=url, secret=secret)
+        )
         counts = _finished(ids, 60 + plan.e2e_requests / 10, worker)
     finished = ActionRequest.objects.filter(pk__in=ids).order_by("-finished_at").first()
     seconds = (finished.finished_at - started).total_seconds()
     return {
         "api_requests_per_s": {
-            "value": round(len(ids) / submitting, 1),
+            "value": round(len(ids) / submitting["seconds"], 1),
             "requests": len(ids),
-            "seconds": round(submitting, 2),
-            "client": "in-process test client",
+            "seconds": round(submitting["seconds"], 2),
+            "client": f"in-process test client, {SUBMITTERS} processes at once",
         },
         "api_e2e_requests_per_s": {
             "value": round(len(ids) / seconds, 1),
             "requests": len(ids),
             "successful": counts.get(RequestStatus.SUCCESSFUL, 0),
             "seconds": round(seconds, 2),
+            "submitters": SUBMITTERS,
             "worker_concurrency": WORKER_CONCURRENCY,
+            **_chain_intact(scene.e2e),
         },
     }
 

@@ -1,10 +1,11 @@
 """A running execution's heartbeat: proof, every few seconds, that its worker is alive.
 
-While the executor works, a thread of the worker marks the request alive every
-`EXECUTION_HEARTBEAT_INTERVAL` seconds (each finished target marks it too). When the worker
-dies, the marks stop, and `dispatch_stranded` (beat, every minute) sends the request again once
-it has been silent for `EXECUTION_HEARTBEAT_TIMEOUT` seconds. The executor's idempotency key
-keeps each target's effect to one, even if the silent worker was only slow.
+While the executor works, a thread of the worker marks the request alive (every request of
+its batch) every `EXECUTION_HEARTBEAT_INTERVAL` seconds; run in-process, without that thread,
+each finished target marks it instead. When the worker dies, the marks stop, and
+`dispatch_stranded` (beat, every minute) sends each request again once it has been silent for
+`EXECUTION_HEARTBEAT_TIMEOUT` seconds. The executor's idempotency key keeps each target's effect
+to one, even if the silent worker was only slow.
 """
 
 import logging
