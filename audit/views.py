@@ -237,38 +237,6 @@ def _page(events: QuerySet, before: int | None, after: int | None) -> dict:
     }
 
 
-# The filters the log's form shows (the cursors are links, not fields).
-SHOWN_FILTERS = (
-    "since",
-    "until",
-    "actor",
-    "actor_match",
-    "verb",
-    "action",
-    "source",
-    "request",
-    "q",
-)
-# Rendered inputs of a form without values, by (the action choices, each field's empty value):
-# the same for every request until the catalog changes. Django renders a select option by
-# option through its templates, which made the form a fifth of the log page's time.
-_BLANK_INPUTS: dict[tuple, dict[str, str]] = {}
-
-
-def _inputs(form: AuditFilter) -> dict[str, str]:
-    """Each shown filter's rendered input; those of a form with no value given, rendered once."""
-    given = tuple(form.data.get(name) for name in SHOWN_FILTERS)
-    if form.errors or any(given):
-        return {name: str(form[name]) for name in SHOWN_FILTERS}
-    key = (tuple(form.fields["action"].choices), given)
-    inputs = _BLANK_INPUTS.get(key)
-    if inputs is None:
-        if len(_BLANK_INPUTS) > 100:  # a catalog changed many times in one process
-            _BLANK_INPUTS.clear()
-        inputs = _BLANK_INPUTS[key] = {name: str(form[name]) for name in SHOWN_FILTERS}
-    return inputs
-
-
 def _label(form: AuditFilter, name: str) -> str:
     if name in AuditFilter.CURSORS:
         return f"Page position ({name})"
@@ -282,7 +250,6 @@ def _log_page(request: HttpRequest, membership: Membership, form: AuditFilter, s
         "membership": membership,
         "organization": membership.organization,
         "form": form,
-        "inputs": _inputs(form),
         "events": [],
         "export_query": "",
     }

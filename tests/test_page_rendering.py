@@ -3,6 +3,7 @@ HTML stays what the templates rendered: each test renders the rows as the templa
 Django's template engine, and compares with the page."""
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -10,13 +11,16 @@ from django.template import engines
 from django.urls import reverse
 from django.utils import timezone
 
+from actions.models import ResponseAction
 from approvals import services
-from approvals.models import RequestTarget, TargetStatus
+from approvals.models import ActionRequest, ApprovalSettings, RequestTarget, TargetStatus
 from audit.chain import record
 from audit.context import AuditContext
 from audit.describe import in_words
 from audit.models import AuditEvent, Source
+from audit.views import AuditFilter
 from responseportal.middleware import TIME_ZONE_COOKIE
+from responseportal.templatetags.inputs import input_html
 
 from .approvals_helpers import submit
 from .conftest import client_for
@@ -101,3 +105,62 @@ def test_a_requests_targets_and_timeline_are_what_the_template_rendered(
     )
     assert "Reason: Not &lt;this&gt; one &amp; not now" in expected_timeline
     assert "<code>db-&lt;02&gt;.acme.test</code>" in expected_targets
+
+
+@pytest.mark.parametrize("listing", [{}, {"status": "all"}])
+def test_the_queue_rows_are_what_the_template_rendered(
+    admin, second_admin, operator, acme, listing
+):
+    settings = ApprovalSettings.for_organization(acme)
+    settings.approvals_needed = {"isolate_endpoint": 2}
+    settings.save()
+    two_person = submit(acme, operator)
+    services.approve_request(two_person.pk, actor=second_admin)
+    endpoints = [f"web-{n:02}.acme.test" for n in range(5)]
+    submit(acme, operator, key="scan_for_malware", endpoints=endpoints, summary="<b>Scan</b>\nall")
+    own = submit(acme, operator, key="scan_for_malware")
+    ActionRequest.objects.filter(pk=own.pk).update(requester=admin)  # not theirs to decide
+    now = timezone.now()
+    closing = submit(acme, operator, key="scan_for_malware", endpoints=["db-01.acme.test"])
+    ActionRequest.objects.filter(pk=closing.pk).update(
+        submitted_at=now - timedelta(hours=70), expires_at=now + timedelta(hours=2)
+    )
+    overdue = submit(acme, operator, key="scan_for_malware", endpoints=["db-02.acme.test"])
+    ActionRequest.objects.filter(pk=overdue.pk).update(expires_at=now - timedelta(minutes=1))
+    rejected = submit(acme, operator, key="scan_for_malware", endpoints=["db-03.acme.test"])
+    services.reject_request(rejected.pk, actor=second_admin, reason="No")
+    client = client_for(admin)
+    client.cookies[TIME_ZONE_COOKIE] = "Asia/Kathmandu"
+    response = client.get(reverse("queue", args=["acme"]), listing)
+    assert response.status_code == 200
+    page = response.context["page"]
+    assert len(page.object_list) == (6 if listing else 5)
+    with timezone.override("Asia/Kathmandu"):
+        expected = reference("queue_rows.html", {"page": page, "organization": acme})
+    assert tbody(response.content.decode()) == expected
+    assert "1 of 2 approvals; needs 1 more approval" in expected
+    assert "Expires soon" in expected
+    assert "and 2 more" in expected
+    assert "&lt;b&gt;Scan&lt;/b&gt;<br>all" in expected
+
+
+def test_a_blank_filter_input_is_kept_and_one_with_a_value_is_not(admin, acme):
+    # A first form, blank, then one with values: each input as Django renders it.
+    blank = AuditFilter({"before": "12"})
+    assert blank.is_valid()
+    filled = AuditFilter({"actor": "acme-admin", "verb": "request.approved", "since": "x"})
+    assert not filled.is_valid()
+    for form in (blank, filled, AuditFilter({"before": "12"})):
+        for name in ("since", "actor", "verb", "action", "q"):
+            assert input_html(form[name]) == str(form[name])
+    assert 'value="acme-admin"' in input_html(filled["actor"])
+    assert 'aria-invalid="true"' in input_html(filled["since"])
+    assert '<option value="request.approved" selected>' in input_html(filled["verb"])
+    # The catalog renamed: the blank action input names it so.
+    action = ResponseAction.objects.get(key="isolate_endpoint")
+    before = input_html(AuditFilter({})["action"])
+    action.name = "Isolate <Endpoint> now"
+    action.save()
+    after = input_html(AuditFilter({})["action"])
+    assert ">Isolate Endpoint</option>" in before
+    assert ">Isolate &lt;Endpoint&gt; now</option>" in after
