@@ -15,8 +15,6 @@ from axes.models import AccessAttempt
 from django.db import connection
 from django.urls import reverse
 
-from actions.models import ResponseAction
-from actions.sync import sync_catalog
 from approvals import services
 from approvals.decision_forms import MAX_REASON_LENGTH, ApproveForm, BulkDecisionForm
 from approvals.models import ActionRequest, ApprovalSettings, RequestStatus
@@ -469,25 +467,11 @@ class TestSubmissionTokens:
         assert (first.requester, second.requester) == (operator, second_operator)
 
 
-@pytest.fixture(scope="module")
-def _catalog_kept(django_db_blocker):
-    """Put the catalog back after this module: the flush after a transactional test empties
-    every table, the catalog its data migration filled included."""
-    yield
-    with django_db_blocker.unblock():
-        sync_catalog()
-
-
 @pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("_catalog_kept")
+@pytest.mark.usefixtures("requires_postgresql")
 class TestAtTheSameMomentOnPostgreSQL:
     """Two connections at once, which the SQLite test database cannot give."""
-
-    @pytest.fixture(autouse=True)
-    def _catalog(self, requires_postgresql):
-        if not ResponseAction.objects.exists():
-            sync_catalog()
 
     def at_once(self, count, call) -> list:
         start = threading.Barrier(count)

@@ -6,7 +6,6 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from actions.sync import sync_catalog
 from approvals.models import ActionRequest, Notification, RequestStatus, Script
 from audit.chain import chain_of, record, verify_chain
 from audit.models import AuditEvent, Source
@@ -66,14 +65,6 @@ def test_demo_operator_can_sign_in(client):
 # outside the test's transaction, on PostgreSQL (its table of audit events can be emptied).
 
 
-@pytest.fixture(scope="module")
-def catalog_restored_afterwards(django_db_blocker):
-    """Transactional tests empty every table; the tests after them expect the actions catalog."""
-    yield
-    with django_db_blocker.unblock():
-        sync_catalog()
-
-
 def counts() -> dict[str, int]:
     return {
         "events": AuditEvent.objects.count(),
@@ -85,8 +76,7 @@ def counts() -> dict[str, int]:
 
 @pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
-def test_the_demo_gets_a_month_of_history_once(catalog_restored_afterwards, requires_postgresql):
-    sync_catalog()
+def test_the_demo_gets_a_month_of_history_once(requires_postgresql):
     before = timezone.now()
     out = StringIO()
     call_command("seed_demo", force=True, stdout=out)
@@ -157,8 +147,7 @@ def test_the_demo_gets_a_month_of_history_once(catalog_restored_afterwards, requ
 
 @pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
-def test_an_organization_with_a_past_keeps_it(catalog_restored_afterwards, requires_postgresql):
-    sync_catalog()
+def test_an_organization_with_a_past_keeps_it(requires_postgresql):
     call_command("seed_demo", force=True, history=False, verbosity=0)
     globex = Organization.objects.get(slug="globex")
     record(globex, "settings.changed", data={"pending_lifetime_hours": {"before": 72, "after": 24}})

@@ -6,7 +6,6 @@ import threading
 import pytest
 from django.db import connection
 
-from actions.sync import sync_catalog
 from approvals import services
 from approvals.models import ApprovalSettings, ExecutorCall, RequestStatus
 from audit.models import AuditEvent
@@ -18,18 +17,9 @@ from .factories import MembershipFactory, UserFactory
 pytestmark = [pytest.mark.postgresql, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def catalog_restored_afterwards(django_db_blocker):
-    """Transactional tests empty every table; the tests after them expect the actions catalog."""
-    yield
-    with django_db_blocker.unblock():
-        sync_catalog()
-
-
 def test_twenty_admins_approving_at_once_count_two_and_run_it_once(
-    catalog_restored_afterwards, requires_postgresql, acme, operator
+    requires_postgresql, acme, operator
 ):
-    sync_catalog()
     admins = [UserFactory(username=f"admin-{n}") for n in range(20)]
     for admin in admins:
         MembershipFactory(user=admin, organization=acme, role=Role.ADMIN)
