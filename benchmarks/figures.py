@@ -406,6 +406,8 @@ def end_to_end(scene: Scene, plan: Plan) -> dict:
     finished = ActionRequest.objects.filter(pk__in=ids).order_by("-finished_at").first()
     seconds = (finished.finished_at - started).total_seconds()
     successful = counts.get(RequestStatus.SUCCESSFUL, 0)
+    # Each batch's requests name the task that ran them.
+    batches = ActionRequest.objects.filter(pk__in=ids).values("execution_task").distinct().count()
     return {
         "e2e_requests_per_s": {
             "value": round(len(ids) / seconds, 1),
@@ -416,6 +418,7 @@ def end_to_end(scene: Scene, plan: Plan) -> dict:
             "submitting_s": round(submitting["seconds"], 2),
             "worker_concurrency": WORKER_CONCURRENCY,
             "execution_batch_size": settings.EXECUTION_BATCH_SIZE,
+            "execution_batches": batches,
             # CPU of the submitters while they submitted, and of the worker's processes (the
             # worker also polls the broker while it waits: an upper bound).
             "web_cpu_ms_per_request": round(submitting["cpu"] * 1000 / len(ids), 2),

@@ -384,13 +384,15 @@ def finish_executions(
                 )
             )
         ActionRequest.objects.bulk_update(requests, ["status", "finished_at", "active_until"])
-        _append_all(events)
         for action_request in requests:
             notifications.schedule(
                 notifications.FINISHED,
                 action_request,
                 approval_settings=approval_settings[action_request.organization.pk],
             )
+        # Last: a chain's head stays locked from its append to the commit, and submissions in
+        # the organization wait for it meanwhile.
+        _append_all(events)
         return requests
 
 
