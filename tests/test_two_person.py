@@ -11,7 +11,6 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from actions.models import Category, ResponseAction
 from api.tokens import create_token
 from approvals import email_links, services
 from approvals.models import ActionRequest, Approval, ApprovalSettings, RequestStatus
@@ -22,6 +21,7 @@ from responseportal.models import Membership, Role
 from .approvals_helpers import submit
 from .conftest import client_for
 from .factories import MembershipFactory, UserFactory
+from .test_approval_settings import approval_actions, form_data
 
 pytestmark = pytest.mark.django_db
 
@@ -429,33 +429,9 @@ def test_a_one_admin_request_says_nothing_of_counts_in_its_email(
 # The settings form
 
 
-def approval_action_keys() -> list[str]:
-    return list(
-        ResponseAction.objects.filter(
-            active=True, category__in=[Category.CRITICAL, Category.RECOMMENDED]
-        )
-        .order_by("position")
-        .values_list("key", flat=True)
-    )
-
-
-def form_data(organization, **changes) -> dict:
-    current = ApprovalSettings.for_organization(organization)
-    data = {
-        "auto_approved_actions": list(current.auto_approved_actions),
-        "scope_mode": current.scope_mode,
-        "pending_lifetime_hours": current.pending_lifetime_hours,
-        "remote_shell_validity_hours": current.remote_shell_validity_hours,
-        "notify_emails": "\n".join(current.notify_emails),
-        "version": current.version,
-    }
-    data.update(changes)
-    return data
-
-
 def test_the_settings_page_has_one_labelled_list_per_action(admin):
     html = client_for(admin).get(SETTINGS).content.decode()
-    keys = approval_action_keys()
+    keys = approval_actions()
     assert len(keys) == 16
     for key in keys:
         assert f'name="approvals_needed__{key}"' in html
