@@ -25,7 +25,7 @@ from approvals.execution.executors import (
     TransientExecutorError,
 )
 from approvals.execution.heartbeat import Heartbeat
-from approvals.models import ActionRequest, RequestStatus
+from approvals.models import ActionRequest, RequestStatus, TargetStatus
 
 from .approvals_helpers import submit
 from .test_settings import load_settings
@@ -105,6 +105,18 @@ class TestBeats:
         execution.finish_target(job.targets[0].id, succeeded=True)
         request.refresh_from_db()
         assert request.heartbeat_at >= before
+
+    def test_a_worker_with_its_heartbeat_thread_records_a_result_without_a_beat(
+        self, acme, operator, admin
+    ):
+        request, job = running(acme, operator, admin, endpoints=["ws-1", "ws-2"])
+        silent_for(request, 50)
+        request.refresh_from_db()
+        silent_since = request.heartbeat_at
+        assert execution.finish_target(job.targets[0].id, succeeded=True, heartbeat=False)
+        request.refresh_from_db()
+        assert request.heartbeat_at == silent_since
+        assert request.targets.get(pk=job.targets[0].id).status == TargetStatus.SUCCESSFUL
 
     def test_only_a_request_in_progress_beats(self, acme, operator, admin):
         request, _ = running(acme, operator, admin)

@@ -247,19 +247,19 @@ def finish_target(
     A result is also a heartbeat of its request, unless `heartbeat` is False (a worker whose
     heartbeat thread marks the request alive anyway).
     """
-    with transaction.atomic():
-        target = RequestTarget.objects.select_for_update().get(pk=target_id)
-        if target.status not in UNFINISHED_TARGETS:
-            return False
-        target.status = TargetStatus.SUCCESSFUL if succeeded else TargetStatus.FAILED
-        target.message = message
-        target.finished_at = timezone.now()
-        target.save(update_fields=["status", "message", "finished_at"])
-    if heartbeat:
-        # After the target's transaction: never hold a target's lock while waiting for the
+    # One statement: the result is written only where there is none yet.
+    recorded = RequestTarget.objects.filter(pk=target_id, status__in=UNFINISHED_TARGETS).update(
+        status=TargetStatus.SUCCESSFUL if succeeded else TargetStatus.FAILED,
+        message=message,
+        finished_at=timezone.now(),
+    )
+    if recorded and heartbeat:
+        # After the target's statement: never hold a target's lock while waiting for the
         # request's (`finish_executions` locks the request, then its targets).
-        beat(target.request_id)
-    return True
+        ActionRequest.objects.filter(targets=target_id, status=RequestStatus.IN_PROGRESS).update(
+            heartbeat_at=timezone.now()
+        )
+    return bool(recorded)
 
 
 def beat(request_id: int, *, at: datetime | None = None) -> bool:
