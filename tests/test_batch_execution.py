@@ -5,6 +5,7 @@ batch cut short loses nothing and repeats no target's effect."""
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from approvals import services
 from approvals.execution import steps as execution
@@ -106,6 +107,21 @@ class TestStart:
         assert execution.start_executions(second.pk, runner="task-d") == []
         second.refresh_from_db()
         assert second.execution_task == "task-c"
+
+    def test_the_heartbeat_of_a_batch_marks_its_requests_still_in_progress(
+        self, acme, operator, admin
+    ):
+        requests = [queued(acme, operator, admin, [f"ws-{n}"]) for n in range(3)]
+        jobs = execution.start_executions(requests[0].pk, runner="task-a", batch_size=2)
+        long_ago = timezone.now() - timedelta(hours=1)
+        ActionRequest.objects.update(heartbeat_at=long_ago)
+        execution.finish_executions([jobs[1].request_id])
+
+        assert execution.beat_all(r.pk for r in requests) == 1
+
+        beats = dict(ActionRequest.objects.values_list("pk", "heartbeat_at"))
+        assert beats[jobs[0].request_id] > long_ago
+        assert beats[jobs[1].request_id] == beats[requests[2].pk] == long_ago
 
 
 class TestBatch:
