@@ -3,9 +3,9 @@
 from dataclasses import dataclass
 
 from django.http import HttpRequest
-from django.urls import reverse
 
 from .models import Membership, Role
+from .templatetags.links import cached_reverse
 
 
 @dataclass(frozen=True)
@@ -36,9 +36,9 @@ def items_for(membership: Membership | None) -> list[dict]:
         if item.in_organization:
             if membership is None or membership.role not in item.roles:
                 continue
-            url = reverse(item.url_name, args=[membership.organization.slug])
+            url = cached_reverse(item.url_name, membership.organization.slug)
         else:
-            url = reverse(item.url_name)
+            url = cached_reverse(item.url_name)
         items.append({"label": item.label, "url": url})
     return items
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from django.template import engines
-from django.urls import reverse
+from django.urls import reverse, set_script_prefix
 from django.utils import timezone
 
 from actions.models import ResponseAction
@@ -21,6 +21,7 @@ from audit.models import AuditEvent, Source
 from audit.views import AuditFilter
 from responseportal.middleware import TIME_ZONE_COOKIE
 from responseportal.templatetags.inputs import input_html
+from responseportal.templatetags.links import cached_reverse
 
 from .approvals_helpers import submit
 from .conftest import client_for
@@ -164,3 +165,24 @@ def test_a_blank_filter_input_is_kept_and_one_with_a_value_is_not(admin, acme):
     after = input_html(AuditFilter({})["action"])
     assert ">Isolate Endpoint</option>" in before
     assert ">Isolate &lt;Endpoint&gt; now</option>" in after
+
+
+def test_the_navigation_links_are_the_reversed_urls(admin, acme):
+    html = client_for(admin).get(reverse("audit_log", args=["acme"])).content.decode()
+    for url in (
+        reverse("home"),
+        reverse("security"),
+        reverse("api_tokens"),
+        reverse("logout"),
+        reverse("second_factor_policy", args=["acme"]),
+        reverse("organization_api_tokens", args=["acme"]),
+        reverse("sso_settings", args=["acme"]),
+        reverse("queue", args=["acme"]),
+    ):
+        assert f'href="{url}"' in html or f'action="{url}"' in html
+    assert cached_reverse("request_list", "acme") == reverse("request_list", args=["acme"])
+    set_script_prefix("/portal/")
+    try:
+        assert cached_reverse("request_list", "acme") == "/portal/orgs/acme/requests/"
+    finally:
+        set_script_prefix("/")
