@@ -9,12 +9,14 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
 from approvals.execution import steps as execution_steps
 from approvals.execution import tasks
 from approvals.models import ActionRequest, ApprovalMode, RequestStatus
 
 from .approvals_helpers import submit, turn_on_auto_approval
+from .conftest import client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -55,6 +57,21 @@ def test_an_automatic_approval_costs_at_most_its_statements(
     with django_assert_max_num_queries(MOST_STATEMENTS):
         created = submit(acme, operator, submission_token=uuid.uuid4())
     assert (created.status, created.approval_mode) == (RequestStatus.QUEUED, ApprovalMode.AUTO)
+
+
+def test_the_forms_post_costs_its_page_and_the_submission_only(
+    acme, operator, automatic, django_assert_max_num_queries
+):
+    """The session, the user, the operator's memberships (the two-factor policy's and the
+    page's), the catalog's action: five more than the submission, less its catalog read."""
+    client = client_for(operator)
+    url = reverse("new_request", args=["acme", "isolate_endpoint"])
+    form = {"endpoints": "web-09.acme.test", "description": "Beaconing"}
+    with django_assert_max_num_queries(MOST_STATEMENTS - 1 + 5):
+        response = client.post(url, {"submission_token": str(uuid.uuid4()), **form})
+    assert response.status_code == 302
+    created = ActionRequest.objects.get(targets__value="web-09.acme.test")
+    assert created.status == RequestStatus.QUEUED
 
 
 def test_it_reads_neither_the_request_nor_the_settings_twice(acme, operator, automatic):
