@@ -2,9 +2,11 @@
 their jobs together and finishes them together; their own tasks then find nothing to do, and a
 batch cut short loses nothing and repeats no target's effect."""
 
+import threading
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from approvals import services
@@ -229,3 +231,45 @@ FINISHED = {
     RequestStatus.SUCCESSFUL: "execution.succeeded",
     RequestStatus.FAILED: "execution.failed",
 }
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_starting_batches_at_once_take_each_request_once(
+    requires_postgresql, acme, operator, admin, monkeypatch
+):
+    monkeypatch.setattr(execution, "send", lambda pk: None)  # queued, as if no worker ran yet
+    requests = [submit(acme, operator, endpoints=[f"ws-{n}"]) for n in range(12)]
+    for request in requests:
+        services.approve_request(request.pk, actor=admin)
+    assert set(ActionRequest.objects.values_list("status", flat=True)) == {RequestStatus.QUEUED}
+    start = threading.Barrier(2)
+    taken: dict[str, list[int]] = {}
+
+    def worker(runner: str, first: int) -> None:
+        try:
+            start.wait()
+            jobs = execution.start_executions(first, runner=runner, batch_size=12)
+            taken[runner] = [job.request_id for job in jobs]
+            tasks.run_batch(jobs)
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=worker, args=("task-a", requests[0].pk)),
+        threading.Thread(target=worker, args=("task-b", requests[-1].pk)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    # Each request in one batch exactly; the second to lock found the other's taken (or,
+    # started first, took them all and left the other nothing).
+    assert sorted(taken["task-a"] + taken["task-b"]) == sorted(r.pk for r in requests)
+    statuses = set(ActionRequest.objects.values_list("status", flat=True))
+    assert statuses == {RequestStatus.SUCCESSFUL}
+    for request in requests:
+        assert verbs(request).count("execution.started") == 1
+    assert set(effects().values()) == {1} and len(effects()) == 12
+    assert verify_chain(chain_of(acme)).first_break is None
