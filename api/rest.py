@@ -524,6 +524,7 @@ def _submit(request: Request, slug: str) -> Response:
 
 
 def _read(pk: int) -> ActionRequest:
+    """The request `pk` with what its answer shows of it, in one statement."""
     return ActionRequest.objects.select_related(
         "organization", "action", "requester", "decided_by"
     ).get(pk=pk)
