@@ -353,7 +353,7 @@ def _specs(scene: Scene, plan: Plan, prefix: str, **extra) -> list[dict]:
             "organization": scene.e2e.pk,
             "operator": scene.operator.pk,
             "prefix": f"{prefix}{number}",
-            "count": min(share, plan.e2e_requests - number * share),
+            "count": max(0, min(share, plan.e2e_requests - number * share)),
             **extra,
         }
         for number in range(SUBMITTERS)
