@@ -275,8 +275,10 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "response-portal@localhost")
 PORTAL_URL = env_str("PORTAL_URL", "http://127.0.0.1:8000").rstrip("/")
 
 # Celery: with no broker configured (the embedded default) tasks run in-process.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
-CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_ALWAYS_EAGER = not env_str("CELERY_BROKER_URL")
+# In-process, Celery still names a broker when it sends: kombu's in-memory one, so that it does
+# not guess one at localhost (and say so in the console).
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "memory://localhost/"
 # In-process like in a worker: a task's error is logged (and its retries run at once), never
 # raised into the web request that committed the change.
 CELERY_TASK_EAGER_PROPAGATES = False
