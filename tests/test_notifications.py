@@ -198,3 +198,26 @@ def test_the_link_carries_no_secret(acme, operator, settings):
 def test_an_unknown_kind_is_a_programming_error():
     with pytest.raises(ValueError, match="'gossip' is not a notification"):
         notifications.schedule("gossip", 1)
+
+
+def test_a_caller_holding_the_request_and_settings_is_spared_their_reads(
+    acme, operator, admin, django_assert_num_queries
+):
+    organization_settings = ApprovalSettings.for_organization(acme)
+    organization_settings.notify_emails = ["soc@acme.test"]
+    organization_settings.save()
+    pending = submit(acme, operator)
+
+    # With the id alone: the request, the settings, the admins' addresses, the notification.
+    with django_assert_num_queries(4):
+        by_id = notifications.schedule(notifications.PENDING, pending.pk)
+    # Held: the admins' addresses and the notification only.
+    with django_assert_num_queries(2):
+        held = notifications.schedule(
+            notifications.PENDING, pending, approval_settings=organization_settings
+        )
+
+    assert (by_id.email_due, held.email_due) == (True, True)
+    assert notifications.recipients(
+        notifications.PENDING, pending, approval_settings=organization_settings
+    ) == [admin.email, "soc@acme.test"]
