@@ -331,7 +331,7 @@ def test_an_imported_guid_exception_holds_on_the_request_form(acme, admin, opera
         post(client, SCAN.key, {"endpoints": f"web-02.acme.test\n{endpoint}"})
     post(client, SCAN.key, {"endpoints": "web-02.acme.test\n10.0.0.6\n" + OTHER_GUID})
     requests = list(ActionRequest.objects.order_by("submitted_at", "pk"))
-    assert [r.status for r in requests] == [RequestStatus.PENDING] * 4 + [RequestStatus.APPROVED]
+    assert [r.status for r in requests] == [RequestStatus.PENDING] * 4 + [RequestStatus.QUEUED]
     assert [t.value for t in requests[1].targets.order_by("position")] == [
         "web-02.acme.test",
         "10.0.0.5",
