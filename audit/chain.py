@@ -500,21 +500,26 @@ def _stored_timestamp(value: datetime | str) -> str:
     return canonical_timestamp(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
 
-# One page of a chain's events in sequence order, keyset-paged: (chain, after, up to, limit).
-_PAGE = (
-    "SELECT {columns} FROM approvals_auditevent "
-    "WHERE chain = %s AND sequence > %s AND sequence <= %s ORDER BY sequence LIMIT %s"
-)
-_PAGE_SQL = {
+_ROW_SELECT = {
     # The database writes the canonical time itself.
-    "postgresql": _PAGE.format(
-        columns=", ".join(ROW_COLUMNS).replace(
-            "timestamp",
-            """to_char("timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')""",
-        )
+    "postgresql": ", ".join(ROW_COLUMNS).replace(
+        "timestamp", """to_char("timestamp" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
     ),
-    "sqlite": _PAGE.format(columns=", ".join(f'"{column}"' for column in ROW_COLUMNS)),
+    "sqlite": ", ".join(f'"{column}"' for column in ROW_COLUMNS),
 }
+
+
+def _rows_sql(where: str) -> dict[str, str]:
+    return {
+        vendor: f"SELECT {columns} FROM approvals_auditevent WHERE chain = %s AND {where}"  # noqa: S608
+        for vendor, columns in _ROW_SELECT.items()
+    }
+
+
+# One page of a chain's events in sequence order, keyset-paged: (chain, after, up to, limit).
+_PAGE_SQL = _rows_sql("sequence > %s AND sequence <= %s ORDER BY sequence LIMIT %s")
+# The last event at or before a sequence: (chain, sequence).
+_LAST_SQL = _rows_sql("sequence <= %s ORDER BY sequence DESC LIMIT 1")
 
 
 class _Walk:
@@ -534,6 +539,44 @@ class _Walk:
 
     def report(self) -> ChainReport:
         return ChainReport(self.chain, self.checked, self.first_break)
+
+    def start_after(self, sequence: int) -> None:
+        """Stand where a walk from the chain's start stands once it has checked every event up
+        to `sequence` and found them intact: just after the last of them that exists."""
+        with connection.cursor() as cursor:
+            cursor.execute(_LAST_SQL[connection.vendor], [self.chain, sequence])
+            row = cursor.fetchone()
+        if row is not None:
+            timestamp = row[_TIMESTAMP] if self.timestamp_of is None else self.timestamp_of(row[4])
+            self.expected_sequence, self.previous_hash = row[_SEQUENCE] + 1, row[_HASH]
+            self.previous_id, self.previous_timestamp = row[_ID], timestamp
+
+    def state(self) -> tuple:
+        """What a walk over part of a chain found, for `adopt`."""
+        return (
+            self.checked,
+            self.first_break,
+            self.expected_sequence,
+            self.previous_hash,
+            self.previous_id,
+            self.previous_timestamp,
+        )
+
+    def adopt(self, parts: Iterable[tuple]) -> bool:
+        """Go on as if this walk had walked the parts itself, one after the other, each from
+        `start_after` the end of the part before it; True at the first break.
+
+        A part that starts after an intact one stands exactly where this walk would stand, so
+        the sum is the sequential walk: the same first break, after the same number of events.
+        """
+        for checked, first_break, expected, previous, previous_id, timestamp in parts:
+            self.checked += checked
+            self.expected_sequence, self.previous_hash = expected, previous
+            self.previous_id, self.previous_timestamp = previous_id, timestamp
+            if first_break is not None:
+                self.first_break = first_break
+                return True
+        return False
 
     def broken(self, sequence: int, event_id: int | None, problem: str, detail: str) -> bool:
         self.first_break = ChainBreak(self.chain, sequence, event_id, problem, detail)
@@ -675,15 +718,28 @@ class _Walk:
         return True, None
 
 
-def verify_chain(chain: str, *, chunk_size: int = 5000, rounds: int = 100) -> ChainReport:
-    """Walk one chain in sequence order (a server-side cursor on PostgreSQL) and check each
-    link, then the chain's head: it must name the last event, and no event may lie beyond it.
+def verify_chain(
+    chain: str,
+    *,
+    chunk_size: int = 5000,
+    rounds: int = 100,
+    head: AuditChainHead | None = None,
+    parts: Iterable[tuple] | None = None,
+) -> ChainReport:
+    """Walk one chain in sequence order (pages of `chunk_size` events) and check each link, then
+    the chain's head: it must name the last event, and no event may lie beyond it.
 
     The head is read first and the walk goes up to it. Events appended while the walk runs move
     the head: the walk follows them, for at most `rounds` heads, and leaves the rest for next time.
+
+    `parts`, if given, are the `_Walk.state()` of walks over consecutive parts of the chain up
+    to `head` (read before them), checked elsewhere (by other processes): the walk adopts them
+    instead of walking that far itself.
     """
     walk = _Walk(chain)
-    head = AuditChainHead.objects.filter(chain=chain).first()
+    if head is None:
+        parts = None
+        head = AuditChainHead.objects.filter(chain=chain).first()
     if head is None:
         first = (
             AuditEvent.objects.filter(chain=chain).order_by("sequence").values("id", "sequence")
@@ -696,8 +752,12 @@ def verify_chain(chain: str, *, chunk_size: int = 5000, rounds: int = 100) -> Ch
                 "The chain has events but no head (approvals_auditchainhead): it was deleted.",
             )
         return walk.report()
-    for _ in range(rounds):
-        if walk.through(head.last_sequence, chunk_size) or walk.head_is_broken(head):
+    for number in range(rounds):
+        if number == 0 and parts is not None:
+            broken = walk.adopt(parts)
+        else:
+            broken = walk.through(head.last_sequence, chunk_size)
+        if broken or walk.head_is_broken(head):
             break
         planted, newer = walk.beyond_is_planted(head)
         if planted or newer is None:

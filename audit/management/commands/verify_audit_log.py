@@ -1,10 +1,12 @@
 """Check that every audit chain (or one organization's) is intact."""
 
 import time
+from contextlib import closing
 
 from django.core.management.base import BaseCommand, CommandError
 
-from audit.chain import chain_of, chains, verify_chain
+from audit.chain import chain_of, chains
+from audit.verification import default_jobs, verify_chains
 from responseportal.models import Organization
 
 
@@ -22,8 +24,15 @@ class Command(BaseCommand):
             default=5000,
             help="events fetched per round trip to the database (default 5000)",
         )
+        parser.add_argument(
+            "--jobs",
+            type=int,
+            default=default_jobs(),
+            help="processes checking events at once, on PostgreSQL (default: one per core, "
+            "at most 4)",
+        )
 
-    def handle(self, *args, org=None, chunk_size=5000, **options):
+    def handle(self, *args, org=None, chunk_size=5000, jobs=1, **options):
         if org is not None:
             organization = Organization.objects.filter(slug=org).first()
             if organization is None:
@@ -33,12 +42,12 @@ class Command(BaseCommand):
             to_check = chains()
         started = time.monotonic()
         checked = 0
-        for chain in to_check:
-            report = verify_chain(chain, chunk_size=chunk_size)
-            checked += report.checked
-            if report.first_break is not None:
-                self.stdout.write(f"Checked {checked:,} events.")
-                raise CommandError(f"Tampering detected. {report.first_break}", returncode=1)
+        with closing(verify_chains(to_check, chunk_size=chunk_size, jobs=jobs)) as reports:
+            for report in reports:
+                checked += report.checked
+                if report.first_break is not None:
+                    self.stdout.write(f"Checked {checked:,} events.")
+                    raise CommandError(f"Tampering detected. {report.first_break}", returncode=1)
         elapsed = time.monotonic() - started
         rate = f" ({checked / elapsed:,.0f} events/s)" if elapsed > 0 and checked else ""
         self.stdout.write(
