@@ -200,10 +200,21 @@ def _number(text: str) -> float | int:
 
 
 _DATA_DECODER = json.JSONDecoder(parse_float=_number)
+# canonical_json's encoder itself, made once rather than per call, without the check for
+# circular references that a value just parsed from JSON text cannot have.
+_data_chunks = json.encoder.c_make_encoder(
+    None, _CANONICAL_ENCODER.default, _string, None, ":", ",", True, False, True
+)
 
 
 def _canonical_data_text(text: str) -> str:
-    return _CANONICAL_ENCODER.encode(_DATA_DECODER.decode(text))
+    try:
+        value, end = _DATA_DECODER.scan_once(text, 0)
+    except StopIteration:  # leading white space: the slower, general parse
+        value, end = _DATA_DECODER.decode(text), len(text)
+    if end != len(text):
+        value = _DATA_DECODER.decode(text)  # raises unless only white space follows
+    return "".join(_data_chunks(value, 0))
 
 
 class RowHasher:

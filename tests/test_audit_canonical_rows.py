@@ -139,12 +139,14 @@ def test_a_row_serializes_exactly_as_its_fields_do(
     }
     assert set(values) == set(HASHED_FIELDS)
     expected = canonical_values(values)
-    # Stored as SQLite keeps it (Django's encoding), as PostgreSQL writes jsonb back, and with
-    # integers written as floats.
+    # Stored as SQLite keeps it (Django's encoding), as PostgreSQL writes jsonb back, with
+    # integers written as floats, and with white space around it.
     for data_text in (
         json.dumps(values["data"]),
         json.dumps(values["data"], ensure_ascii=False, separators=(", ", ": ")),
         json.dumps(integers_as_floats(values["data"])),
+        f" {json.dumps(values['data'])}\n",  # as a hand-edited row may hold it
+        f"{json.dumps(values['data'])} ",
     ):
         assert RowHasher(chain).canonical(row_of(values, data_text), row_of(values, "")[4]) == (
             expected
