@@ -189,10 +189,6 @@ _CANONICAL = (
 _string = json.encoder.encode_basestring
 
 
-def _integer(value: int | None) -> str:
-    return "null" if value is None else str(value)
-
-
 def _number(text: str) -> float | int:
     # What _integral_floats_as_ints makes of a JSON number with a fraction or an exponent.
     value = float(text)
@@ -239,24 +235,43 @@ class RowHasher:
 
     def canonical(self, row: tuple, timestamp: str) -> bytes:
         """The canonical serialization; `timestamp` as TIME_FORMAT writes it."""
+        (
+            _,
+            sequence,
+            _,
+            prev_hash,
+            _,
+            organization_id,
+            actor_id,
+            actor_username,
+            role,
+            verb,
+            request_id,
+            action_key,
+            data,
+            source,
+            ip_address,
+            user_agent,
+        ) = row
+        address = self.addresses.get(ip_address) or self.address(ip_address)
         return (
             _CANONICAL
             % (
-                _string(row[11]),
-                _integer(row[6]),
-                _string(row[7]),
+                _string(action_key),
+                "null" if actor_id is None else actor_id,
+                _string(actor_username),
                 self.chain,
-                "{}" if row[12] == "{}" else _canonical_data_text(row[12]),
-                self.address(row[14]),
-                _integer(row[5]),
-                _string(row[_PREV_HASH]),
-                _integer(row[10]),
-                _string(row[8]),
-                row[_SEQUENCE],
-                _string(row[13]),
+                "{}" if data == "{}" else _canonical_data_text(data),
+                address,
+                "null" if organization_id is None else organization_id,
+                _string(prev_hash),
+                "null" if request_id is None else request_id,
+                _string(role),
+                sequence,
+                _string(source),
                 timestamp,
-                _string(row[15]),
-                _string(row[9]),
+                _string(user_agent),
+                _string(verb),
             )
         ).encode()
 
