@@ -23,7 +23,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.datastructures import MultiValueDict
 
-from responseportal.models import Membership
+from responseportal.access import membership_of
 
 from .factors import has_second_factor, organizations_requiring, verify_code
 from .kinds import IDP, KINDS, RECOVERY, TOTP, WEBAUTHN
@@ -69,18 +69,13 @@ def recent_second_factor(request: HttpRequest) -> str | None:
     return proof["kind"]
 
 
-def needs_step_up(user, slug: str | None) -> bool:
-    """Step-up applies to every user with a second factor, and always where the organization
-    (or, on pages of no organization, any of the user's) requires one of them."""
-    if has_second_factor(user):
-        return True
+def _required_of(user, slug: str | None) -> bool:
+    """Whether the organization `slug` (None: any of the user's) requires a second factor of
+    the user. Step-up applies to every user with a second factor, and always where this is
+    true."""
     if slug is None:
         return bool(organizations_requiring(user))
-    membership = (
-        Membership.objects.select_related("organization")
-        .filter(user=user, organization__slug=slug)
-        .first()
-    )
+    membership = membership_of(user, slug)
     return membership is not None and membership.organization.requires_second_factor(
         membership.role
     )
@@ -159,9 +154,10 @@ def step_up_required(
     unless: Callable[[HttpRequest], bool] | None = None,
 ):
     """Run the view's POST only after a second factor confirmed within STEP_UP_MAX_AGE, for
-    the users step-up applies to (`needs_step_up`; with `only_with_a_factor`, users who have
-    one: the pages that set the first one up); others, GETs, and POSTs for which `unless`
-    is true (one that changes nothing, such as a preview) go straight through.
+    the users step-up applies to (those who have a second factor, and those the organization
+    requires one of: `_required_of`; with `only_with_a_factor`, only users who have one: the
+    pages that set the first one up); others, GETs, and POSTs for which `unless` is true (one
+    that changes nothing, such as a preview) go straight through.
 
     The view finds the kind proved in `request.second_factor`, which the audit context of its
     change records. Put it under `login_required`.
@@ -175,13 +171,14 @@ def step_up_required(
     def guarded(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         if request.method != "POST" or (unless is not None and unless(request)):
             return view(request, *args, **kwargs)
-        if only_with_a_factor:
-            applies = has_second_factor(request.user)
-        else:
-            applies = needs_step_up(request.user, kwargs.get("slug"))
+        # The user's factors are read once, for whether step-up applies and whether it can.
+        has_a_factor = has_second_factor(request.user)
+        applies = has_a_factor or (
+            not only_with_a_factor and _required_of(request.user, kwargs.get("slug"))
+        )
         if not applies:
             return view(request, *args, **kwargs)
-        if not has_second_factor(request.user):
+        if not has_a_factor:
             # Required by an organization, and nothing to confirm it with yet.
             messages.warning(request, "This change needs a second factor: set one up here first.")
             return redirect("security")
