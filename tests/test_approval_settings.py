@@ -140,7 +140,7 @@ def test_the_page_costs_a_fixed_number_of_queries(
             scope_exceptions=[f"host-{n}.example.com" for n in range(500)],
         )
     client = client_for(admin)
-    with django_assert_max_num_queries(7):
+    with django_assert_max_num_queries(6):
         response = client.get(url())
     assert response.status_code == 200
 

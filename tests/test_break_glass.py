@@ -448,7 +448,7 @@ class TestNeedsReview:
         for n in range(rows):
             break_glass_run(acme, operator, endpoints=[f"ws-{n}"])
         client = client_for(admin)
-        with django_assert_max_num_queries(12):
+        with django_assert_max_num_queries(5):
             response = client.get(self.url())
         assert len(response.context["page"].object_list) == rows
 

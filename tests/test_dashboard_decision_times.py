@@ -151,12 +151,12 @@ def test_the_page_costs_the_same_with_1_and_50_decisions(
     client = client_for(admin)
     decided(acme, operator, admin, key=ISOLATE, minutes=5)
     expired(acme, operator, key=SCAN, days_ago=1)
-    with django_assert_max_num_queries(12):
+    with django_assert_max_num_queries(10):
         client.get(reverse("org_dashboard", args=["acme"]))
     for n in range(49):
         decided(acme, operator, admin, key=[ISOLATE, SCAN][n % 2], minutes=n + 6)
         expired(acme, operator, key=ISOLATE, days_ago=1 + n / 10)
-    with django_assert_max_num_queries(12):
+    with django_assert_max_num_queries(10):
         response = client.get(reverse("org_dashboard", args=["acme"]))
     assert "50 expired undecided" in response.content.decode()
 

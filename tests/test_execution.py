@@ -462,7 +462,7 @@ class TestStatusJson:
         run(request)
         client = client_for(operator)
 
-        with django_assert_max_num_queries(6):
+        with django_assert_max_num_queries(5):
             response = client.get(url("request_status", request))
 
         assert response["Content-Type"] == "application/json"

@@ -269,7 +269,7 @@ def test_list_pages_cost_the_same_with_1_and_50_rows(
     with django_assert_max_num_queries(with_one):
         response = client.get(url(page))
     assert len(response.context["page"].object_list) == 50
-    assert with_one <= 12
+    assert with_one <= 7
 
 
 def test_detail_costs_the_same_with_1_and_50_targets(
@@ -282,4 +282,4 @@ def test_detail_costs_the_same_with_1_and_50_targets(
     services.approve_request(big.pk, actor=admin)
     with django_assert_max_num_queries(with_one):
         client.get(url("request_detail", big))
-    assert with_one <= 12
+    assert with_one <= 9

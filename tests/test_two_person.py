@@ -294,7 +294,7 @@ def test_the_queue_counts_approvals_in_a_bounded_number_of_queries(
     client = client_for(admin)
     first = submit(acme, operator)
     services.approve_request(first.pk, actor=second_admin)
-    with django_assert_max_num_queries(12) as one:
+    with django_assert_max_num_queries(7) as one:
         client.get(QUEUE)
     for n in range(49):
         services.approve_request(
