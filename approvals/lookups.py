@@ -20,11 +20,14 @@ def get_request_for(
     403 if the user does not hold one of `roles`.
     """
     membership = get_membership(user, slug, roles=roles)
+    organization = membership.organization
     action_request = (
-        ActionRequest.objects.select_related("action", "requester", "decided_by", "organization")
-        .filter(organization=membership.organization, uuid=uuid)
+        ActionRequest.objects.select_related("action", "requester", "decided_by")
+        .filter(organization=organization, uuid=uuid)
         .first()
     )
     if action_request is None:
         raise Http404("No such request.")
+    # The organization the membership holds (filtered on above): not joined and built again.
+    action_request.organization = organization
     return membership, action_request
