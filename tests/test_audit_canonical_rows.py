@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from audit.chain import (
     HASHED_FIELDS,
     RowHasher,
+    _stored_timestamp,
     canonical_timestamp,
     canonical_values,
     chain_of,
@@ -190,3 +191,23 @@ def test_events_read_back_from_the_database_verify(acme, admin, moment):
     assert canonical_timestamp(stored.timestamp) == canonical_timestamp(moment)
     report = verify_chain(chain_of(acme))
     assert (report.checked, report.first_break) == (3, None)
+
+
+@pytest.mark.parametrize(
+    "stored, expected",
+    [
+        # With its zone: no fraction, or one without its trailing zeros.
+        ("2025-01-31 23:59:59+00", "2025-01-31T23:59:59.000000Z"),
+        ("2025-01-31 23:59:59.1234+00", "2025-01-31T23:59:59.123400Z"),
+        ("0999-03-04 05:06:07.00008+00", "0999-03-04T05:06:07.000080Z"),
+        # In another time zone.
+        ("2025-01-31 18:59:59.5-05", "2025-01-31T23:59:59.500000Z"),
+        ("2025-02-01 05:29:59.999999+05:30", "2025-01-31T23:59:59.999999Z"),
+        # SQLite: UTC without a zone, as text or already a datetime.
+        ("2025-01-31 23:59:59", "2025-01-31T23:59:59.000000Z"),
+        ("2025-01-31 23:59:59.000001", "2025-01-31T23:59:59.000001Z"),
+        (datetime(2025, 1, 31, 23, 59, 59, 250), "2025-01-31T23:59:59.000250Z"),
+    ],
+)
+def test_a_stored_time_is_read_in_utc_to_the_microsecond(stored, expected):
+    assert _stored_timestamp(stored) == expected
