@@ -4,6 +4,7 @@ batch cut short loses nothing and repeats no target's effect."""
 
 import threading
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.db import connection
@@ -273,3 +274,40 @@ def test_two_workers_starting_batches_at_once_take_each_request_once(
         assert verbs(request).count("execution.started") == 1
     assert set(effects().values()) == {1} and len(effects()) == 12
     assert verify_chain(chain_of(acme)).first_break is None
+
+
+class TestBatchSize:
+    """A worker batches only where it pays: with an executor that takes several jobs at once."""
+
+    @staticmethod
+    def task(*, eager=False, task_id="task-a"):
+        return SimpleNamespace(request=SimpleNamespace(is_eager=eager, id=task_id))
+
+    def test_a_worker_with_an_executor_taking_many_jobs_starts_a_batch(self, settings):
+        settings.EXECUTION_BATCH_SIZE = 7
+        assert tasks.batch_size(self.task()) == 7
+
+    def test_a_worker_whose_executor_runs_jobs_one_by_one_starts_its_own_request_alone(
+        self, settings
+    ):
+        # The webhook executor calls the endpoint once per request: a batch would only make the
+        # last of it wait for the others while another worker sits idle.
+        settings.EXECUTION_BATCH_SIZE = 7
+        settings.RESPONSE_EXECUTOR = "webhook"
+        assert tasks.batch_size(self.task()) == 1
+
+    def test_in_process_or_called_directly_a_task_runs_its_own_request_alone(self, settings):
+        settings.EXECUTION_BATCH_SIZE = 7
+        assert tasks.batch_size(self.task(eager=True)) == 1
+        assert tasks.batch_size(self.task(task_id=None)) == 1
+
+    def test_an_executor_not_configured_leaves_the_task_its_own_request(self, settings):
+        settings.RESPONSE_EXECUTOR = "nowhere"
+        assert tasks.batch_size(self.task()) == 1
+
+    def test_the_webhook_executor_has_no_batch_call(self):
+        # What the rule above relies on; a batch call added to it makes batching its default.
+        from approvals.execution.executors import WebhookExecutor
+
+        assert not hasattr(WebhookExecutor, "execute_many")
+        assert hasattr(SimulatedExecutor, "execute_many")

@@ -8,8 +8,9 @@ progress continues with its unfinished targets only, and the executor gets the r
 as idempotency key, so each target's effect happens once. Late acknowledgement (settings)
 puts the message back on the queue when a worker dies in the middle.
 
-In a worker, the task that starts a queued request takes other queued requests with it
-(`EXECUTION_BATCH_SIZE`) and runs them as one batch (`run_batch`); the tasks of those requests,
+In a worker whose executor takes several jobs at once, the task that starts a queued request
+takes other queued requests with it (`EXECUTION_BATCH_SIZE`, see `batch_size`) and runs them as
+one batch (`run_batch`); the tasks of those requests,
 delivered later, find them another task's and do nothing. Should the worker die, each request
 of the batch falls silent and `dispatch_stranded` sends it again, alone.
 """
@@ -53,13 +54,8 @@ MAX_RETRIES = 5
     name="approvals.tasks.execute_request",
 )
 def execute_request(self, request_id: int) -> str:
-    # Outside a worker (in-process, or `run` called directly), the request alone: claiming
-    # others would make the web request that started it wait for them.
-    alone = self.request.is_eager or self.request.id is None
     jobs = execution.start_executions(
-        request_id,
-        runner=self.request.id,
-        batch_size=1 if alone else settings.EXECUTION_BATCH_SIZE,
+        request_id, runner=self.request.id, batch_size=batch_size(self)
     )
     if not jobs:
         return "nothing to do"
@@ -98,6 +94,23 @@ def execute_request(self, request_id: int) -> str:
         )
         return "terminated"
     return execution.finish_execution(request_id).status
+
+
+def batch_size(task) -> int:
+    """How many queued requests the task may start at once: EXECUTION_BATCH_SIZE in a worker
+    whose executor takes several jobs at once (`execute_many`), otherwise its own request alone.
+
+    Outside a worker (in-process, or `run` called directly), claiming others would make the web
+    request that started it wait for them; and an executor that runs jobs one after another
+    would make the last of a batch wait for the others while another worker sits idle.
+    """
+    if task.request.is_eager or task.request.id is None:
+        return 1
+    try:
+        executor = get_executor()
+    except ExecutorNotConfigured:
+        return 1  # the task finishes its request with the reason
+    return settings.EXECUTION_BATCH_SIZE if hasattr(executor, "execute_many") else 1
 
 
 STOPPED = "Stopped: the execution took longer than its time limit."
