@@ -51,7 +51,8 @@ _KIND = re.compile(
     r"ROLLBACK TO SAVEPOINT|\w+)",
     re.IGNORECASE,
 )
-_TABLE = re.compile(r'(?:FROM|INTO|UPDATE)\s+"(?P<table>\w+)"', re.IGNORECASE)
+_TABLE = re.compile(r'(?:FROM|INTO|UPDATE)\s+"?(?P<table>\w+)"?', re.IGNORECASE)
+_PARENTHESIZED = re.compile(r"\([^()]*\)")
 # A row lock is the statement's last clause (Django puts it there), not words in a string.
 _LOCK = re.compile(r"\bFOR (NO KEY )?UPDATE( OF [^)]*?)?( NOWAIT| SKIP LOCKED)?\s*$", re.IGNORECASE)
 
@@ -66,7 +67,11 @@ def kind(sql: str) -> str:
     verb = found["verb"].upper() if found else "?"
     if "SAVEPOINT" in verb:
         return verb
-    table = _TABLE.search(sql)
+    # The statement's own table, not one a subquery reads: parenthesized parts left out.
+    outer, inner = sql, None
+    while inner != outer:
+        inner, outer = outer, _PARENTHESIZED.sub(" ", outer)
+    table = _TABLE.search(outer)
     label = f"{verb} {table['table']}" if table else verb
     if verb == "SELECT" and _LOCK.search(sql):
         label += " FOR UPDATE"

@@ -260,6 +260,17 @@ def test_the_new_keys_are_in_the_table_and_the_json_checks():
         ('SAVEPOINT "s140_x1"', "SAVEPOINT"),
         ('RELEASE SAVEPOINT "s140_x1"', "RELEASE SAVEPOINT"),
         ("SELECT 1", "SELECT"),
+        # The audit chain's own SQL: unquoted names, and a subquery that reads another table.
+        (
+            "SELECT head.last_sequence, (SELECT beyond.id FROM approvals_auditevent beyond "
+            "WHERE beyond.chain = head.chain LIMIT 1) FROM approvals_auditchainhead head "
+            "WHERE head.chain = %s FOR UPDATE OF head",
+            "SELECT approvals_auditchainhead FOR UPDATE",
+        ),
+        (
+            'INSERT INTO approvals_auditevent ("chain", "data") VALUES (%s, %s) RETURNING id',
+            "INSERT INTO approvals_auditevent",
+        ),
     ],
 )
 def test_a_statement_s_kind_is_its_verb_its_first_table_and_its_lock(sql, expected):
