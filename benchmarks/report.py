@@ -19,8 +19,8 @@ from pathlib import Path
 PAGE_TARGET_MS = 50
 DEEP_PAGE_SPEEDUP = 10
 EXPORT_GROWTH_MB = 50
-APPENDS_PER_S = 1_000
-VERIFIED_PER_S = 50_000
+APPENDS_PER_S = 2_000
+VERIFIED_PER_S = 150_000
 E2E_PER_S = 100
 PAGE_SQL_RATIO = 3
 NOTIFICATION_EMAILS_PER_1000 = 20
@@ -117,24 +117,30 @@ def check(name: str, results: dict) -> Check:
     if name == "page_sql_ratio":
         return Check(
             f"<= {PAGE_SQL_RATIO}x its SQL",
-            not failed and all(_ratio_met(page) for page in figure["pages"].values()),
+            not failed
+            and all(
+                _ratio_met(ratio)
+                for page, ratio in figure["pages"].items()
+                if not page.startswith("admin_")
+            ),
         )
     minimums = {
         "audit_appends_per_s": APPENDS_PER_S,
         "verify_events_per_s": VERIFIED_PER_S,
         "e2e_requests_per_s": E2E_PER_S,
+        "api_e2e_requests_per_s": E2E_PER_S,
     }
     if name in minimums:
         met = not failed and figure["value"] >= minimums[name]
         if name == "audit_appends_per_s":
             met = met and figure["chains_intact"]
-        if name == "e2e_requests_per_s":
+        if name in {"e2e_requests_per_s", "api_e2e_requests_per_s"}:
+            # Every request successful, and the organization's chain intact afterwards.
             met = met and figure["successful"] == figure["requests"]
+            met = met and figure.get("chain_intact", True)
+        if name == "api_e2e_requests_per_s":
+            return Check(f">= {minimums[name]:,}/s, every request successful", met)
         return Check(f">= {minimums[name]:,}/s", met)
-    if name == "api_e2e_requests_per_s":
-        return Check(
-            "every request successful", not failed and figure["successful"] == figure["requests"]
-        )
     if name == "notification_emails_per_1000_auto_approvals":
         return Check(
             f"<= {NOTIFICATION_EMAILS_PER_1000} with the default interval",
@@ -218,8 +224,11 @@ def rows(results: dict) -> list[list[str]]:
                         f"page_sql_ratio {page}",
                         _ratio_shown(ratio),
                         "",
-                        verdict.target,
-                        "yes" if _ratio_met(ratio) else "NO",
+                        *(
+                            ("for comparison", "")
+                            if page.startswith("admin_")
+                            else (verdict.target, "yes" if _ratio_met(ratio) else "NO")
+                        ),
                     ]
                 )
             continue

@@ -44,8 +44,8 @@ def results(**changes) -> dict:
         "e2e_cpu_ms_per_request": {"value": 103.27, "web": 50.95, "worker": 52.32},
         "export_100k_rows_s": {"value": 2.5, "rows": 100_000},
         "export_peak_rss_mb": {"value": 4.2},
-        "audit_appends_per_s": {"value": 1500, "chains_intact": True},
-        "verify_events_per_s": {"value": 80_000},
+        "audit_appends_per_s": {"value": 2500, "chains_intact": True},
+        "verify_events_per_s": {"value": 180_000},
         "e2e_requests_per_s": {"value": 120.0, "requests": 2000, "successful": 2000},
         "api_requests_per_s": {"value": 310.0, "requests": 2000},
         "api_e2e_requests_per_s": {"value": 110.0, "requests": 2000, "successful": 2000},
@@ -115,7 +115,10 @@ def test_a_run_that_meets_every_target_says_yes_to_each():
     assert row("queries_per_page audit_first_page", results())[1] == "6 at 10, 6 at scale"
     assert row("e2e_requests_per_s", results())[1] == "120/s"
     assert row("api_requests_per_s", results())[1:] == ["310/s", "", "-", ""]
-    assert row("api_e2e_requests_per_s", results())[3:] == ["every request successful", "yes"]
+    assert row("api_e2e_requests_per_s", results())[3:] == [
+        ">= 100/s, every request successful",
+        "yes",
+    ]
     assert row("http_queue_rps", results())[1:3] == ["90 req/s", "70.0 ms"]
     assert row("notification_emails_per_1000_auto_approvals", results())[1:] == [
         "5 e-mails",
@@ -149,6 +152,50 @@ def test_missed_targets_say_no():
         "api_e2e_requests_per_s",
     ):
         assert row(name, missed)[4] == "NO", name
+
+
+def test_the_issue_s_targets_are_the_ones_judged():
+    # Issue 16: 2,000 appends and 150,000 verified events a second, 100 requests end to end
+    # through the services and through the API, pages within 3 times their SQL.
+    below = results(
+        audit_appends_per_s={"value": 1999, "chains_intact": True},
+        verify_events_per_s={"value": 149_999},
+        api_e2e_requests_per_s={"value": 99.9, "requests": 2000, "successful": 2000},
+        e2e_requests_per_s={
+            "value": 120.0,
+            "requests": 2000,
+            "successful": 2000,
+            "chain_intact": False,
+        },
+        page_sql_ratio={
+            "pages": {
+                "queue_page": {"value": 3.1, "page_ms": 31.0, "sql_ms": 10.0},
+                "admin_queue_page": {"value": 1.0, "page_ms": 10.0, "sql_ms": 10.0},
+            }
+        },
+    )
+    for name in (
+        "audit_appends_per_s",
+        "verify_events_per_s",
+        "api_e2e_requests_per_s",
+        "e2e_requests_per_s",
+        "page_sql_ratio queue_page",
+    ):
+        assert row(name, below)[4] == "NO", name
+    assert row("page_sql_ratio admin_queue_page", below)[3:] == ["for comparison", ""]
+
+
+def test_the_admin_s_pages_are_only_compared_with_their_sql():
+    slow_admin = results(
+        page_sql_ratio={
+            "pages": {
+                "queue_page": {"value": 2.0, "page_ms": 20.0, "sql_ms": 10.0},
+                "admin_queue_page": {"value": 6.3, "page_ms": 63.0, "sql_ms": 10.0},
+            }
+        }
+    )
+    assert row("page_sql_ratio admin_queue_page", slow_admin)[3:] == ["for comparison", ""]
+    assert report.checks(slow_admin)["page_sql_ratio"]["met"] is True
 
 
 def test_a_figure_that_could_not_be_measured_shows_the_error_and_fails_its_target():
