@@ -161,3 +161,9 @@ def test_seeded_events_verify(acme):
 def test_seeding_a_new_organization_creates_it(db):
     call_command("seed_audit_events", "10", "--org", "initech", stdout=StringIO())
     assert "Checked 10 events in 1 chain " in verify("--org", "initech")
+
+
+@pytest.mark.parametrize("jobs", ["0", "-3", "17", "100000", "two", "1e3", "4\x00"])
+def test_a_jobs_count_out_of_range_or_not_a_number_is_refused_before_anything_runs(jobs):
+    with pytest.raises(CommandError, match=r"argument --jobs: .*expected 1 to 16"):
+        call_command("verify_audit_log", "--jobs", jobs, stdout=StringIO())

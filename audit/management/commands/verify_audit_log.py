@@ -1,6 +1,7 @@
 """Check that every audit chain (or one organization's) is intact."""
 
 import time
+from argparse import ArgumentTypeError
 from contextlib import closing
 
 from django.core.management.base import BaseCommand, CommandError
@@ -8,6 +9,22 @@ from django.core.management.base import BaseCommand, CommandError
 from audit.chain import chain_of, chains
 from audit.verification import default_jobs, verify_chains
 from responseportal.models import Organization
+
+MAX_JOBS = 16
+
+
+def _jobs(text: str) -> int:
+    """`--jobs`: a whole number from 1 to MAX_JOBS (each process holds a database connection)."""
+    try:
+        jobs = int(text)
+    except ValueError:
+        raise ArgumentTypeError(f"`{text}` is not a number: expected 1 to {MAX_JOBS}.") from None
+    if not 1 <= jobs <= MAX_JOBS:
+        raise ArgumentTypeError(
+            f"{jobs} is out of range: expected 1 to {MAX_JOBS} processes, each holding a "
+            "database connection."
+        )
+    return jobs
 
 
 class Command(BaseCommand):
@@ -26,7 +43,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--jobs",
-            type=int,
+            type=_jobs,
             default=default_jobs(),
             help="processes checking events at once, on PostgreSQL (default: one per core, "
             "at most 4)",
