@@ -12,6 +12,7 @@ included.
 
 import multiprocessing
 import os
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.util import Finalize
@@ -43,17 +44,28 @@ def _close_connections_on_exit() -> None:
 
 
 def verify_chains(
-    to_check: list[str], *, chunk_size: int = 5000, jobs: int = 1
+    to_check: list[str], *, chunk_size: int = 5000, jobs: int = 1, part_events: int | None = None
 ) -> Iterator[ChainReport]:
-    """`verify_chain` of each chain, in order. With `jobs` > 1, on PostgreSQL and outside a
-    transaction (other connections would not see its rows), `jobs` processes check the events."""
-    if jobs <= 1 or connection.vendor != "postgresql" or connection.in_atomic_block:
+    """`verify_chain` of each chain, in order. With `jobs` > 1, on PostgreSQL, outside a
+    transaction (other connections would not see its rows) and in a process that runs no other
+    thread, `jobs` processes check the events, in parts of at least `part_events`.
+
+    The processes are forked: a fork copies the database connections other threads hold, and
+    the copies, closed when the child frees them, would end those threads' sessions. So a
+    process with other threads (a server's, a test's live server) checks alone.
+    """
+    if (
+        jobs <= 1
+        or connection.vendor != "postgresql"
+        or connection.in_atomic_block
+        or threading.active_count() > 1
+    ):
         for chain in to_check:
             yield verify_chain(chain, chunk_size=chunk_size)
         return
     heads = AuditChainHead.objects.in_bulk(to_check)
     total = sum(head.last_sequence for head in heads.values())
-    size = max(MIN_PART_EVENTS, total // (jobs * 4))
+    size = max(part_events or MIN_PART_EVENTS, total // (jobs * 4))
     bounds = {
         chain: [
             (after, min(after + size, head.last_sequence))

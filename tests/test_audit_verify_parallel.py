@@ -2,9 +2,14 @@
 verdict, the same first break and the same count of checked events as one process walking
 every chain from its start, wherever the break lies relative to the parts."""
 
+import os
+import subprocess
+import sys
+import threading
 from io import StringIO
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from audit import verification
@@ -13,6 +18,7 @@ from audit.models import AuditEvent
 
 from .test_audit_chain import catalog_restored_afterwards  # noqa: F401 - a fixture
 from .test_audit_jam import triggers_off
+from .test_celery_worker import worker_database_url
 
 pytestmark = [
     pytest.mark.postgresql,
@@ -34,14 +40,63 @@ def log(acme, globex, admin, monkeypatch):
 
 
 def run(jobs: int) -> tuple[str, str]:
-    """What the command prints, and its error (empty when the log is intact)."""
-    out = StringIO()
+    """What the command prints, and its error (empty when the log is intact).
+
+    One process: called here. Several: `manage.py verify_audit_log` in a process of its own,
+    as an operator runs it; this one may hold other threads (a live server of the browser
+    tests), and a process with other threads checks alone.
+    """
+    if jobs == 1:
+        out = StringIO()
+        try:
+            call_command("verify_audit_log", "--jobs", "1", stdout=out)
+        except CommandError as error:
+            assert error.returncode == 1
+            return out.getvalue(), str(error)
+        return out.getvalue().split(" in ", 2)[0], ""
+    finished = subprocess.run(
+        [sys.executable, "manage.py", "verify_audit_log", "--jobs", str(jobs)]
+        + ["--part-events", str(PART)],
+        cwd=settings.BASE_DIR,
+        env={
+            **os.environ,
+            "DATABASE_URL": worker_database_url(),
+            "DATABASE_CONN_MAX_AGE": "0",
+            "SECRET_KEY": "insecure-key-for-the-command-under-test",
+            "DEBUG": "false",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if finished.returncode == 0:
+        assert finished.stderr == ""
+        return finished.stdout.split(" in ", 2)[0], ""
+    assert finished.returncode == 1, finished.stderr
+    return finished.stdout, finished.stderr.removeprefix("CommandError: ").rstrip("\n")
+
+
+def test_a_process_with_other_threads_checks_alone(log, monkeypatch):
+    def no_fork(*args, **kwargs):
+        raise AssertionError("a process with other threads must not fork")
+
+    monkeypatch.setattr(verification, "ProcessPoolExecutor", no_fork)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
     try:
-        call_command("verify_audit_log", "--jobs", str(jobs), stdout=out)
-    except CommandError as error:
-        assert error.returncode == 1
-        return out.getvalue(), str(error)
-    return out.getvalue().split(" in ", 2)[0], ""
+        out = StringIO()
+        call_command("verify_audit_log", "--jobs", "2", stdout=out)
+    finally:
+        stop.set()
+        other.join()
+    assert out.getvalue().startswith("Checked 55 events")
+
+
+def test_a_part_of_no_events_is_refused():
+    with pytest.raises(CommandError, match="--part-events 0: expected 1 or more events"):
+        call_command("verify_audit_log", "--part-events", "0", stdout=StringIO())
 
 
 def test_an_intact_log_is_intact_with_two_processes(log):

@@ -7,7 +7,7 @@ from contextlib import closing
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.chain import chain_of, chains
-from audit.verification import default_jobs, verify_chains
+from audit.verification import MIN_PART_EVENTS, default_jobs, verify_chains
 from responseportal.models import Organization
 
 MAX_JOBS = 16
@@ -49,7 +49,17 @@ class Command(BaseCommand):
             "at most 4)",
         )
 
-    def handle(self, *args, org=None, chunk_size=5000, jobs=1, **options):
+        parser.add_argument(
+            "--part-events",
+            type=int,
+            default=None,
+            help="with several processes, the fewest events handed to one at a time "
+            f"(default {MIN_PART_EVENTS:,})",
+        )
+
+    def handle(self, *args, org=None, chunk_size=5000, jobs=1, part_events=None, **options):
+        if part_events is not None and part_events < 1:
+            raise CommandError(f"--part-events {part_events}: expected 1 or more events.")
         if org is not None:
             organization = Organization.objects.filter(slug=org).first()
             if organization is None:
@@ -59,7 +69,9 @@ class Command(BaseCommand):
             to_check = chains()
         started = time.monotonic()
         checked = 0
-        with closing(verify_chains(to_check, chunk_size=chunk_size, jobs=jobs)) as reports:
+        with closing(
+            verify_chains(to_check, chunk_size=chunk_size, jobs=jobs, part_events=part_events)
+        ) as reports:
             for report in reports:
                 checked += report.checked
                 if report.first_break is not None:
