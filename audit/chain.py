@@ -159,25 +159,12 @@ def event_hash(event: AuditEvent) -> str:
 
 # An event as verification reads it: one tuple per row, in this order. `timestamp` comes
 # already canonical from PostgreSQL, as stored from SQLite; `data` as JSON text.
+_ROW_LEADS = ("id", "sequence", "hash", "prev_hash", "timestamp")
 ROW_COLUMNS = (
-    "id",
-    "sequence",
-    "hash",
-    "prev_hash",
-    "timestamp",
-    "organization_id",
-    "actor_id",
-    "actor_username",
-    "role",
-    "verb",
-    "request_id",
-    "action_key",
-    "data",
-    "source",
-    "ip_address",
-    "user_agent",
+    *_ROW_LEADS,
+    *(name for name in HASHED_FIELDS if name not in {"chain", *_ROW_LEADS}),
 )
-_ID, _SEQUENCE, _HASH, _PREV_HASH, _TIMESTAMP = range(5)
+_ID, _SEQUENCE, _HASH, _PREV_HASH, _TIMESTAMP = range(len(_ROW_LEADS))
 # canonical_values, written out: the keys in sorted order, each value as json.dumps writes it.
 _CANONICAL = (
     '{"action_key":%s,"actor_id":%s,"actor_username":%s,"chain":%s,"data":%s,'

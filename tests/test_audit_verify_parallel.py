@@ -13,11 +13,10 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from audit import verification
-from audit.chain import chain_of, event_hash, record
-from audit.models import AuditEvent
+from audit.chain import chain_of, record
 
 from .test_audit_chain import catalog_restored_afterwards  # noqa: F401 - a fixture
-from .test_audit_jam import triggers_off
+from .test_audit_jam import forge_with_a_fresh_hash, triggers_off
 from .test_celery_worker import worker_database_url
 
 pytestmark = [
@@ -121,14 +120,7 @@ def alter(events, position):
 
 
 def rehash(events, position):
-    forged = AuditEvent.objects.get(pk=events[position].pk)
-    forged.data = {"n": "forged"}
-    forged.hash = event_hash(forged)
-    with triggers_off() as cursor:
-        cursor.execute(
-            "UPDATE approvals_auditevent SET data = %s, hash = %s WHERE id = %s",
-            ['{"n": "forged"}', forged.hash, forged.pk],
-        )
+    forge_with_a_fresh_hash(events[position].pk)
 
 
 @pytest.mark.parametrize(

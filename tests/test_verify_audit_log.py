@@ -8,10 +8,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from audit.chain import event_hash, record
+from audit.chain import record
 from audit.models import AuditEvent
 
 from .conftest import client_for
+from .test_audit_jam import forge_with_a_fresh_hash
 
 pytestmark = pytest.mark.django_db
 
@@ -117,14 +118,7 @@ def test_deleted_latest_events_are_missing_too(events):
 
 
 def test_an_event_rewritten_with_a_fresh_hash_breaks_the_next_link(events):
-    forged = AuditEvent.objects.get(pk=events[1].pk)
-    forged.data = {"n": "forged"}
-    forged.hash = event_hash(forged)
-    with triggers_off() as cursor:
-        cursor.execute(
-            "UPDATE approvals_auditevent SET data = %s, hash = %s WHERE id = %s",
-            ['{"n": "forged"}', forged.hash, forged.pk],
-        )
+    forge_with_a_fresh_hash(events[1].pk)
     error = str(refused())
     assert f"sequence 3 (event {events[2].pk}): broken link" in error
     assert f"the hash of event {events[1].pk} before it" in error
