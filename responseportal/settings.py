@@ -345,9 +345,10 @@ if not 0 < 3 * EXECUTION_HEARTBEAT_INTERVAL <= EXECUTION_HEARTBEAT_TIMEOUT:
 # included), runs their jobs and finishes them together: fewer transactions in an outbreak.
 # 1 runs every request on its own.
 EXECUTION_BATCH_SIZE = env_int("EXECUTION_BATCH_SIZE", 20)
-if EXECUTION_BATCH_SIZE < 1:
+if not 1 <= EXECUTION_BATCH_SIZE <= 1000:
     raise ImproperlyConfigured(
-        f"EXECUTION_BATCH_SIZE={EXECUTION_BATCH_SIZE}: expected 1 or more requests."
+        f"EXECUTION_BATCH_SIZE={EXECUTION_BATCH_SIZE}: expected 1 to 1000 requests (one "
+        "transaction starts them all, and another finishes them)."
     )
 
 # Executors run approved requests: "simulated" (demos and tests) or "webhook".

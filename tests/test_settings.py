@@ -74,3 +74,17 @@ def test_bootstrap_is_served_from_the_installed_package(client):
     response = client.get("/static/bootstrap/css/bootstrap.min.css")
     assert response.status_code == 200
     assert b"Bootstrap" in b"".join(response.streaming_content)[:400]
+
+
+@pytest.mark.parametrize("size", ["0", "-5", "1001", "ten"])
+def test_a_batch_size_out_of_range_or_not_a_number_is_refused_at_start(size):
+    result = load_settings(DEBUG="true", EXECUTION_BATCH_SIZE=size)
+    assert result.returncode != 0
+    expected = "is not a whole number" if size == "ten" else "expected 1 to 1000 requests"
+    assert f"EXECUTION_BATCH_SIZE={size}" in result.stderr.replace("'", "")
+    assert expected in result.stderr
+
+
+def test_a_batch_size_in_range_is_taken():
+    result = load_settings(DEBUG="true", EXECUTION_BATCH_SIZE="1000")
+    assert result.returncode == 0, result.stderr
